@@ -1,0 +1,259 @@
+"""The head contract, its output type, input validation and the registry.
+
+A *head* owns everything a method adds after the embedding: learnable class weights, signatures or
+centroids, fixed centroids, the loss and the decision rule (``shared/DESIGN.md``). Every head is an
+``nn.Module`` with
+
+- ``forward(embeddings [B, d], labels [B] int64) -> HeadOutput(loss, logits, parts)``
+- ``predict(embeddings [B, d]) -> scores [B, C]`` whose argmax is the prediction
+- ``start_epoch(epoch)`` called by a training loop before each epoch (1-based)
+
+Subclasses implement ``compute(x, y)`` and ``scores(x)``; ``forward`` and ``predict`` validate their
+inputs first, so every head raises the same clear ``ValueError`` on a wrong shape, an out-of-range label
+or a non-finite embedding instead of returning a NaN loss.
+
+Heads register themselves with ``@register_head("name")``; ``build(name, embedding_dim, num_classes,
+**hparams)`` and ``names()`` sit on top, as in timm.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Head",
+    "HeadOutput",
+    "build",
+    "default_hparams",
+    "describe",
+    "get_head_class",
+    "hparams_of",
+    "names",
+    "register_head",
+    "upcast_half",
+]
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns for a labelled batch.
+
+    loss:   scalar tensor, the total training loss (already weighted and summed).
+    logits: [B, C] scores; ``logits.argmax(1)`` is the prediction.
+    parts:  the named loss terms that make up ``loss`` (e.g. ``{"ce": ..., "penalty": ...}``), each a
+            scalar tensor, reported separately in logs.
+    """
+
+    loss: Tensor
+    logits: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Head(nn.Module):
+    """Base class of every head. See the module docstring for the contract.
+
+    Attributes set by the base class: ``embedding_dim`` (d) and ``num_classes`` (C).
+    ``validate_inputs`` (default True) runs the checks of :meth:`check_inputs` on every call; the
+    non-finite check costs one device sync per step, which a user who has validated the pipeline can
+    switch off.
+    """
+
+    #: registry name, filled in by ``register_head``
+    name: ClassVar[str] = ""
+    #: True when the loss depends on statistics of the whole batch (pairs, class means, covariances):
+    #: under DDP such heads gather embeddings across processes (see ``gather_batch``).
+    uses_batch_statistics: ClassVar[bool] = False
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+        self.validate_inputs = True
+
+    # ----------------------------------------------------------------------------------- contract
+    def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:  # noqa: D102
+        if self.validate_inputs:
+            self.check_inputs(embeddings, labels)
+        return self.compute(embeddings, labels)
+
+    def predict(self, embeddings: Tensor) -> Tensor:
+        """Scores [B, C] for unlabelled embeddings [B, d]; argmax is the prediction."""
+        if self.validate_inputs:
+            self.check_inputs(embeddings)
+        return self.scores(embeddings)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the training loop before epoch ``epoch`` (1-based). Default: nothing."""
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
+        """Loss, logits and parts for validated inputs. Implemented by every head."""
+        raise NotImplementedError
+
+    def scores(self, embeddings: Tensor) -> Tensor:
+        """Scores [B, C] for validated inputs. Implemented by every head."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------- optional, for evaluation
+    def learned_centroids(self) -> Tensor | None:
+        """Class centroids [C, d'] the head learns or fixes (ICV, center loss, PEDCC), in the space
+        returned by :meth:`feature_space`; ``None`` for heads without them."""
+        return None
+
+    def feature_space(self, embeddings: Tensor) -> Tensor:
+        """The embeddings in the space the head compares them in (e.g. LACE's whitened space).
+        Identity by default; used by cluster-validity evaluation."""
+        return embeddings
+
+    # ----------------------------------------------------------------------------------- helpers
+    def check_inputs(self, embeddings: Tensor, labels: Tensor | None = None) -> None:
+        """Raise ``ValueError`` saying what is wrong with a batch; return silently when it is fine."""
+        if not isinstance(embeddings, Tensor):
+            raise ValueError(f"{self.name or type(self).__name__}: embeddings must be a torch.Tensor, "
+                             f"got {type(embeddings).__name__}")
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_dim:
+            raise ValueError(
+                f"{self.name}: embeddings must have shape [B, {self.embedding_dim}], "
+                f"got {tuple(embeddings.shape)}"
+            )
+        if embeddings.shape[0] == 0:
+            raise ValueError(f"{self.name}: empty batch (B = 0)")
+        if not embeddings.is_floating_point():
+            raise ValueError(f"{self.name}: embeddings must be floating point, got {embeddings.dtype}")
+        if not bool(torch.isfinite(embeddings).all()):
+            bad = int((~torch.isfinite(embeddings)).any(dim=1).sum())
+            raise ValueError(f"{self.name}: {bad} embedding row(s) contain NaN or Inf")
+        if labels is None:
+            return
+        if not isinstance(labels, Tensor):
+            raise ValueError(f"{self.name}: labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(
+                f"{self.name}: labels must have shape [{embeddings.shape[0]}] to match the embeddings, "
+                f"got {tuple(labels.shape)}"
+            )
+        if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+            raise ValueError(f"{self.name}: labels must be an integer tensor (int64), got {labels.dtype}")
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= self.num_classes:
+            raise ValueError(
+                f"{self.name}: labels must lie in [0, {self.num_classes - 1}], got values in [{low}, {high}]"
+            )
+
+    def gather_batch(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Embeddings and labels of the *global* batch for losses built on batch statistics.
+
+        On one process this returns its inputs. Under ``torch.distributed`` with several processes,
+        heads with ``uses_batch_statistics`` get every process's samples concatenated in rank order,
+        with gradients flowing back to each process's own samples (see ``featspace.distributed``).
+        """
+        from featspace.distributed import gather_with_grad  # local: keeps heads importable alone
+
+        return gather_with_grad(embeddings, labels)
+
+    def extra_repr(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in hparams_of(self).items())
+        return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}" + (f", {hp}" if hp else "")
+
+
+def upcast_half(t: Tensor) -> Tensor:
+    """float16/bfloat16 -> float32, anything else unchanged.
+
+    Losses (log-sum-exp, acos, norms) are evaluated at least in float32 so that bf16 autocast gives a
+    finite loss close to the float32 one, while float64 inputs stay float64 (needed by gradcheck)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+# --------------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[Head]] = {}
+H = TypeVar("H", bound=type[Head])
+
+
+def register_head(name: str) -> Callable[[H], H]:
+    """Class decorator: make a ``Head`` subclass buildable as ``build(name, ...)``."""
+
+    def decorate(cls: H) -> H:
+        if not (isinstance(cls, type) and issubclass(cls, Head)):
+            raise TypeError(f"@register_head({name!r}) must decorate a Head subclass, got {cls!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"head name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Sorted names of every registered head."""
+    return sorted(_REGISTRY)
+
+
+def get_head_class(name: str) -> type[Head]:
+    """The class registered under ``name``; ``ValueError`` listing the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(names())}") from None
+
+
+def _hparam_names(cls: type[Head]) -> list[str]:
+    params = inspect.signature(cls.__init__).parameters
+    return [p for p in params if p not in ("self", "embedding_dim", "num_classes")]
+
+
+def _hparam_defaults(cls: type[Head]) -> dict[str, object]:
+    params = inspect.signature(cls.__init__).parameters
+    return {
+        k: p.default for k, p in params.items()
+        if k not in ("self", "embedding_dim", "num_classes") and p.default is not inspect.Parameter.empty
+    }
+
+
+def build(name: str, embedding_dim: int, num_classes: int, **hparams: object) -> Head:
+    """Build the head registered as ``name`` with the paper's defaults, overridden by ``hparams``.
+
+    Raises ``ValueError`` for an unknown name or hyperparameter, listing the valid ones.
+    """
+    cls = get_head_class(name)
+    valid = _hparam_names(cls)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"head {name!r} has no hyperparameter(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(valid) if valid else '(none)'}"
+        )
+    return cls(embedding_dim, num_classes, **hparams)
+
+
+def hparams_of(head: Head) -> dict[str, object]:
+    """The hyperparameters a head was built with (its constructor's arguments, read back from
+    attributes of the same name where the head keeps them)."""
+    cls = type(head)
+    out: dict[str, object] = {}
+    for key in _hparam_names(cls):
+        if hasattr(head, key):
+            value = getattr(head, key)
+            if isinstance(value, (int, float, str, bool, type(None))):
+                out[key] = value
+    return out
+
+
+def describe(name: str) -> str:
+    """One-line description of a head: the first line of its class docstring."""
+    doc = inspect.getdoc(get_head_class(name)) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def default_hparams(name: str) -> dict[str, object]:
+    """The defaults of a head's hyperparameters, as its constructor declares them."""
+    return _hparam_defaults(get_head_class(name))
