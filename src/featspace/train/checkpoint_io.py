@@ -1,0 +1,41 @@
+"""Checkpoint I/O for Lightning: atomic writes, and loads that never execute code from the file.
+
+Lightning's default writes the checkpoint in place; a kill during the write leaves a truncated
+``last.ckpt`` that a later ``--resume`` would choke on. Here the bytes go to a temporary file that is
+renamed into place (``featspace.io.atomic_path``). Loading uses ``torch.load(weights_only=True)``:
+checkpoints are data other people made (``shared/DESIGN.md``, Safety).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from featspace.io import atomic_path
+
+__all__ = ["AtomicCheckpointIO", "load_checkpoint"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose saves are atomic and whose loads are ``weights_only``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        with atomic_path(Path(path), suffix=".tmp") as tmp:
+            torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
+        return load_checkpoint(path, map_location=map_location)
+
+
+def load_checkpoint(path: str | Path, map_location: Any | None = "cpu") -> dict[str, Any]:
+    """Read a checkpoint as plain data; a clear error for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt file, or one holding pickled code
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err

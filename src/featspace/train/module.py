@@ -1,0 +1,122 @@
+"""The LightningModule that joins a backbone and a head: a loop you can read top to bottom.
+
+images [B, C, H, W] ──backbone──► embeddings [B, d] ──head──► HeadOutput(loss, logits, parts)
+
+Lightning supplies devices, DDP, mixed precision, checkpoint/resume, early stopping, progress bars and
+loggers; this module only says what one step is and how the optimiser and schedule are built.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from featspace.heads.base import Head
+from featspace.train.config import TrainConfig
+
+__all__ = ["FeatureModule", "lr_factor"]
+
+
+def lr_factor(step: int, *, config: TrainConfig, steps_per_epoch: int, total_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up, then the schedule.
+
+    Milestones count epochs, or optimiser steps when ``config.max_steps`` is set (HASeparator's
+    recipe decays at iterations 32k and 48k). Cosine anneals to 0 over the steps after warm-up.
+    """
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if config.schedule == "multistep":
+        position = step if config.max_steps else step // max(steps_per_epoch, 1)
+        return config.gamma ** sum(1 for m in config.milestones if position >= m)
+    if config.schedule == "cosine":
+        span = max(total_steps - warmup_steps, 1)
+        progress = min(max(step - warmup_steps, 0) / span, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+class FeatureModule(L.LightningModule):
+    """Backbone + head, trained on the head's loss; logs loss, accuracy and every loss part."""
+
+    def __init__(self, backbone: nn.Module, head: Head, config: TrainConfig, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+        self.steps_per_epoch = steps_per_epoch
+        # learned/fixed centroids at the end of every epoch, for the centroids-per-epoch figure (001 Figs. 6-7)
+        self.centroid_history: list[Tensor] = []
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
+    # ------------------------------------------------------------------------------------- steps
+    def on_train_epoch_start(self) -> None:
+        # Re-seed from (seed, epoch): dropout and augmentation then depend on the epoch alone, so a run
+        # resumed from an epoch checkpoint draws the same numbers as an uninterrupted one.
+        epoch = self.current_epoch + 1
+        torch.manual_seed(self.config.seed * 100_003 + epoch)
+        self.head.start_epoch(epoch)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        images, labels = batch
+        embeddings = self.backbone(images)
+        out = self.head(embeddings, labels)
+        accuracy = (out.logits.argmax(1) == labels).float().mean()
+        on_step = stage == "train"
+        batch_size = labels.shape[0]
+        self.log(f"{stage}_loss", out.loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size, sync_dist=not on_step)
+        self.log(f"{stage}_acc", accuracy, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size, sync_dist=not on_step)
+        for name, value in out.parts.items():
+            self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size,
+                     sync_dist=True)
+        return out.loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def on_train_epoch_end(self) -> None:
+        centroids = self.head.learned_centroids()
+        if centroids is not None:
+            self.centroid_history.append(centroids.detach().float().cpu().clone())
+
+    # ------------------------------------------------------------------------- optimiser, schedule
+    def configure_optimizers(self) -> dict[str, Any]:
+        config = self.config
+        head_decay = config.weight_decay if config.head_weight_decay else 0.0
+        groups = [
+            {"params": [p for p in self.backbone.parameters() if p.requires_grad], "weight_decay": config.weight_decay},
+            {"params": [p for p in self.head.parameters() if p.requires_grad], "weight_decay": head_decay},
+        ]
+        groups = [g for g in groups if g["params"]]
+        if config.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+        elif config.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(groups, lr=config.lr)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=config.lr)
+        total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, config=config, steps_per_epoch=self.steps_per_epoch, total_steps=total_steps),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------ checkpointing
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.centroid_history:
+            checkpoint["centroid_history"] = torch.stack(self.centroid_history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        history = checkpoint.get("centroid_history")
+        self.centroid_history = list(history.unbind(0)) if history is not None else []

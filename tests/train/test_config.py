@@ -1,0 +1,84 @@
+"""TrainConfig, recipes and key=value overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from featspace.train import TrainConfig, apply_overrides, describe_recipe, load_recipe, recipe_names
+from featspace.train.module import lr_factor
+
+
+def test_every_shipped_recipe_loads_and_describes_itself():
+    names = recipe_names()
+    for expected in ("icv-fashion", "lace-cifar10", "lace-fashion", "pod-cifar10", "pod-fashion",
+                     "hasep-cifar10", "hasep-fashion", "digits-demo"):
+        assert expected in names
+    for name in names:
+        config = load_recipe(name)
+        assert config.recipe == name
+        assert describe_recipe(name)
+
+
+def test_paper_recipes_hold_the_papers_settings():
+    pod = load_recipe("pod-cifar10")
+    assert (pod.optimizer, pod.lr, pod.momentum, pod.weight_decay, pod.max_epochs) == ("sgd", 0.1, 0.9, 5e-4, 100)
+    assert pod.milestones == [30, 60, 90] and pod.embedding_dim == 256 and pod.backbone == "resnet50_cifar"
+    hasep = load_recipe("hasep-cifar10")
+    assert hasep.max_steps == 64000 and hasep.milestones == [32000, 48000] and hasep.batch_size == 128
+    lace = load_recipe("lace-cifar10")
+    assert lace.early_stopping_patience == 10 and lace.max_epochs == 300 and lace.val_fraction == 0.1
+    icv = load_recipe("icv-fashion")
+    assert (icv.optimizer, icv.lr, icv.batch_size, icv.max_epochs, icv.embedding_dim) == ("adam", 1e-3, 256, 20, 2)
+
+
+def test_overrides_parse_yaml_values_and_nested_keys():
+    config = load_recipe("icv-fashion", ["lr=1e-2", "head_params.lam=0.5", "milestones=[3, 6]", "embedding_dim=4",
+                                         "schedule=multistep"])
+    assert config.lr == 0.01 and isinstance(config.lr, float)
+    assert config.head_params == {"lam": 0.5, "normalize": False}
+    assert config.milestones == [3, 6] and config.embedding_dim == 4
+
+
+def test_overrides_do_not_mutate_the_input():
+    values = {"head_params": {"lam": 1.0}}
+    apply_overrides(values, ["head_params.lam=2"])
+    assert values == {"head_params": {"lam": 1.0}}
+
+
+@pytest.mark.parametrize("override, match", [
+    ("no_such_field=1", "unknown config field"),
+    ("optimizer=rmsprop", "optimizer"),
+    ("lr=-1", "lr must be"),
+    ("batch_size=0", "batch_size"),
+    ("val_fraction=1.5", "val_fraction"),
+    ("novalue", "key=value"),
+    ("milestones=[a]", "milestones"),
+])
+def test_bad_overrides_raise_value_error(override, match):
+    with pytest.raises(ValueError, match=match):
+        load_recipe("digits-demo", [override])
+
+
+def test_unknown_recipe_lists_shipped_ones():
+    with pytest.raises(ValueError, match="icv-fashion"):
+        load_recipe("no-such-recipe")
+
+
+def test_recipe_from_a_yaml_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("head: arcface\nmax_epochs: 3\n")
+    config = load_recipe(str(path))
+    assert config.head == "arcface" and config.max_epochs == 3 and config.recipe == "mine"
+
+
+def test_lr_schedule_warmup_multistep_and_cosine():
+    config = TrainConfig(schedule="multistep", milestones=[2, 4], gamma=0.1, warmup_epochs=1, max_epochs=6)
+    factors = [lr_factor(s, config=config, steps_per_epoch=10, total_steps=60) for s in range(60)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[15] == 1.0 and factors[25] == pytest.approx(0.1) and factors[45] == pytest.approx(0.01)
+    steps = TrainConfig(schedule="multistep", milestones=[32, 48], max_steps=64)
+    assert lr_factor(31, config=steps, steps_per_epoch=5, total_steps=64) == 1.0
+    assert lr_factor(32, config=steps, steps_per_epoch=5, total_steps=64) == pytest.approx(0.1)
+    cosine = TrainConfig(schedule="cosine", max_epochs=2)
+    assert lr_factor(0, config=cosine, steps_per_epoch=10, total_steps=20) == pytest.approx(1.0)
+    assert lr_factor(20, config=cosine, steps_per_epoch=10, total_steps=20) == pytest.approx(0.0)
