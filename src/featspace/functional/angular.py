@@ -1,5 +1,158 @@
-"""Angular math shared by the cosine-margin heads and HASeparator (004 eq. 4-8)."""
+"""Angular math shared by the cosine-margin heads and HASeparator (004 eq. 4-8).
+
+Every function here is pure (no parameters, no state) and works on any floating dtype; callers upcast
+half precision first (``featspace.heads.base.upcast_half``). Notation: x̂ = x/‖x‖, ŵ_j = w_j/‖w_j‖,
+cos θ_j = x̂·ŵ_j, θ_j ∈ [0, π]. Shapes: x [B, d], weight [C, d] (``nn.Linear`` layout), labels [B].
+
+Where an angle is needed (``acos``) or sin θ = √(1 − cos²θ), the cosine is kept ``finfo(dtype).eps``
+away from ±1: the derivative of acos and of √(1 − c²) is infinite at c = ±1 (an embedding exactly
+parallel to a class weight), so the functions flatten there instead of returning an infinite gradient.
+The values move by at most √(2·eps) (3·10⁻⁴ in float32, 2·10⁻⁸ in float64).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "additive_angular_margin",
+    "angles",
+    "combined_margin",
+    "cosine_logits",
+    "hyperplane_projections",
+    "hyperplane_projections_from_cosines",
+    "multiplicative_angular_margin",
+]
+
+#: the floor of ‖x‖ and ‖w_j‖ in normalisations (as ``F.normalize``): a zero vector normalises to zero.
+NORM_EPS = 1e-12
+
+
+def cosine_logits(x: Tensor, weight: Tensor, eps: float = NORM_EPS) -> Tensor:
+    """cos θ_ij = x̂_i·ŵ_j, the cosine layer of NormFace / CosFace / ArcFace / 004 eq. (4) without σ.
+
+    x [B, d], weight [C, d] -> [B, C]. Norms are floored at ``eps``, so a zero embedding (or a zero
+    class weight) gives cosines 0 and finite gradients.
+    """
+    return F.linear(F.normalize(x, dim=1, eps=eps), F.normalize(weight, dim=1, eps=eps))
+
+
+def _away_from_one(cos: Tensor) -> Tensor:
+    eps = torch.finfo(cos.dtype).eps
+    return cos.clamp(-1.0 + eps, 1.0 - eps)
+
+
+def angles(cos: Tensor) -> Tensor:
+    """θ = acos(cos) in radians, any shape, with the cosine kept ``eps`` away from ±1 (module docstring)."""
+    return torch.acos(_away_from_one(cos))
+
+
+def additive_angular_margin(cos: Tensor, margin: float) -> Tensor:
+    """ArcFace's target logit in cosine units, φ(θ) = cos(θ + m), with its authors' threshold rule.
+
+    φ(θ) = cos θ·cos m − sin θ·sin m   where θ + m ≤ π  (i.e. cos θ ≥ cos(π − m)),
+    φ(θ) = cos θ − m·sin m              where θ + m > π.
+
+    The second branch is the rule of the ArcFace authors' code (InsightFace, ``th``/``mm``): beyond
+    θ = π − m, cos(θ + m) would rise again and reward a sample for moving away from its class; the
+    replacement keeps φ non-increasing in θ (it steps down by at most m²/2 at θ = π − m). With m = 0 both
+    branches are cos θ. Any shape in, same shape out; sin θ = √(1 − cos²θ) floored as in the module
+    docstring.
+    """
+    eps = torch.finfo(cos.dtype).eps
+    sin = torch.sqrt((1.0 - cos * cos).clamp_min(eps))
+    rotated = cos * math.cos(margin) - sin * math.sin(margin)
+    return torch.where(cos >= math.cos(math.pi - margin), rotated, cos - margin * math.sin(margin))
+
+
+def combined_margin(cos: Tensor, margin1: float, margin2: float, margin3: float) -> Tensor:
+    """InsightFace's combined margin in cosine units: φ(θ) = cos(m1·θ + m2) − m3.
+
+    (1, m, 0) is ArcFace without its threshold rule, (1, 0, m) is CosFace, (1, 0, 0) is NormFace. As in the
+    InsightFace code that introduced it, no threshold rule is applied: where m1·θ + m2 > π, φ is no longer
+    decreasing in θ. Any shape in, same shape out.
+    """
+    return torch.cos(margin1 * angles(cos) + margin2) - margin3
+
+
+def _chebyshev(cos: Tensor, degree: int) -> Tensor:
+    """cos(mθ) as the Chebyshev polynomial T_m(cos θ): no acos, so smooth up to cos θ = ±1."""
+    previous, current = torch.ones_like(cos), cos
+    if degree == 0:
+        return previous
+    for _ in range(degree - 1):
+        previous, current = current, 2.0 * cos * current - previous
+    return current
+
+
+def multiplicative_angular_margin(cos: Tensor, margin: float) -> Tensor:
+    """ψ(θ) = (−1)^k·cos(mθ) − 2k for θ ∈ [kπ/m, (k+1)π/m]: the target logit of L-Softmax and SphereFace.
+
+    L-Softmax (Liu et al., ICML 2016) and A-Softmax / SphereFace (Liu et al., CVPR 2017) replace
+    cos θ_y by ψ(θ_y), with k = ⌊mθ/π⌋. ψ is continuous (both sides equal 1 − 2k at θ = kπ/m), strictly
+    decreasing on [0, π], and equals cos θ for m = 1.
+
+    featspace departs from the papers (which take m a positive integer) by allowing any real m ≥ 1, as
+    the LACE paper's setting m = 1.35 needs: the same k = ⌊mθ/π⌋ rule applies, the last piece simply
+    ends at θ = π before reaching (k+1)π/m, and continuity and monotonicity still hold. For an integer m,
+    cos(mθ) is evaluated as the Chebyshev polynomial T_m(cos θ) and k by comparing cos θ with cos(jπ/m)
+    (no acos, exact gradients up to cos θ = ±1, as the L-Softmax code does); for a non-integer m through
+    θ = acos(cos θ) (module docstring). Any shape in, same shape out.
+    """
+    if margin < 1:
+        raise ValueError(f"multiplicative margin must be >= 1, got {margin!r}")
+    if float(margin).is_integer():
+        degree = int(margin)
+        k = torch.zeros_like(cos)
+        with torch.no_grad():
+            for j in range(1, degree):
+                k += (cos <= math.cos(j * math.pi / degree)).to(cos.dtype)
+        cos_m_theta = _chebyshev(cos, degree)
+    else:
+        theta = angles(cos)
+        k = torch.floor(theta.detach() * (margin / math.pi))
+        cos_m_theta = torch.cos(margin * theta)
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
+    return sign * cos_m_theta - 2.0 * k
+
+
+def hyperplane_projections_from_cosines(cos: Tensor, target_weight_cos: Tensor, labels: Tensor) -> Tensor:
+    """x̂_i·ĥ_ij from cosines already computed: the fast form of 004 eq. (5)-(6).
+
+    cos [B, C]: x̂_i·ŵ_j.  target_weight_cos [B, C]: ŵ_{y_i}·ŵ_j.  labels [B].  Returns P [B, C] with
+
+        P_ij = (x̂_i·ŵ_{y_i} − x̂_i·ŵ_j) / ‖ŵ_{y_i} − ŵ_j‖,   ‖ŵ_{y_i} − ŵ_j‖² = 2 − 2·ŵ_{y_i}·ŵ_j,
+
+    which is x̂_i·ĥ_ij with ĥ_ij = (ŵ_{y_i} − ŵ_j)/‖ŵ_{y_i} − ŵ_j‖ by linearity, without the B×d×C tensor
+    of normals. Columns with no hyperplane hold 0, as the authors' code gives them (an L2-normalised zero
+    normal): always the column j = y_i, and any j whose weight direction coincides with ŵ_{y_i}
+    (‖ŵ_{y_i} − ŵ_j‖² ≤ 100·eps of the dtype, where the fast form's round-off would dominate). P is
+    clamped to [−1, 1], the range of a product of unit vectors, against that round-off.
+    """
+    squared_normal_norm = 2.0 - 2.0 * target_weight_cos
+    tolerance = 100.0 * torch.finfo(cos.dtype).eps
+    no_hyperplane = squared_normal_norm <= tolerance
+    no_hyperplane.scatter_(1, labels.long()[:, None], True)
+    target_cos = cos.gather(1, labels.long()[:, None])
+    # the floor keeps sqrt's backward finite in the masked entries, whose gradient torch.where then zeroes
+    projections = (target_cos - cos) / torch.sqrt(squared_normal_norm.clamp_min(tolerance))
+    return torch.where(no_hyperplane, torch.zeros_like(projections), projections.clamp(-1.0, 1.0))
+
+
+def hyperplane_projections(x: Tensor, weight: Tensor, labels: Tensor, eps: float = NORM_EPS) -> Tensor:
+    """P_ij = x̂_i·ĥ_ij, the projections of HASeparator (004 eq. 5-6) on the unit normals ĥ_ij ∝ ŵ_{y_i} − ŵ_j.
+
+    x [B, d], weight [C, d], labels [B] -> [B, C]; the column j = y_i holds 0 (no hyperplane; see
+    :func:`hyperplane_projections_from_cosines`). The normal's sign follows Section III-A and the authors'
+    code (ŵ_y − ŵ_j, positive on the target's side), not eq. (5) as printed (see
+    ``shared/papers/README.md``). Memory O(B·C + C·d): one product of [x̂; ŵ_{y}] [2B, d] with Ŵᵀ.
+    """
+    unit_weight = F.normalize(weight, dim=1, eps=eps)
+    unit_x = F.normalize(x, dim=1, eps=eps)
+    both = F.linear(torch.cat([unit_x, unit_weight.index_select(0, labels.long())]), unit_weight)
+    cos, target_weight_cos = both.split(x.shape[0])
+    return hyperplane_projections_from_cosines(cos, target_weight_cos, labels)
