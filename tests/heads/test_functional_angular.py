@@ -1,0 +1,177 @@
+"""featspace.functional's angular math: margin functions, cosines and HASeparator's projections."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from featspace import functional
+from featspace.functional import (
+    additive_angular_margin,
+    angles,
+    combined_margin,
+    cosine_logits,
+    hyperplane_projections,
+    multiplicative_angular_margin,
+)
+
+MARGINS = [1.0, 1.35, 2.0, 2.5, 3.0, 4.0, 5.0]
+
+
+def test_public_names_are_exported():
+    for name in ("cosine_logits", "hyperplane_projections", "multiplicative_angular_margin",
+                 "additive_angular_margin", "combined_margin", "angles", "hyperplane_projections_from_cosines"):
+        assert hasattr(functional, name), name
+
+
+# -------------------------------------------------------------------------------------------- ψ
+def psi_of_theta(theta: torch.Tensor, m: float) -> torch.Tensor:
+    return multiplicative_angular_margin(torch.cos(theta), m)
+
+
+@pytest.mark.parametrize("m", MARGINS)
+def test_psi_is_strictly_decreasing_on_0_pi(m):
+    theta = torch.linspace(1e-4, math.pi - 1e-4, 20001, dtype=torch.float64)
+    values = psi_of_theta(theta, m)
+    assert (values[1:] < values[:-1]).all()
+    assert values[0] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("m", MARGINS)
+def test_psi_is_continuous_at_every_piece_boundary(m):
+    """Both sides of θ = kπ/m equal 1 − 2k: the pieces join without a jump."""
+    delta = 1e-7
+    for k in range(1, math.ceil(m)):
+        boundary = k * math.pi / m
+        if boundary >= math.pi:
+            break
+        sides = psi_of_theta(torch.tensor([boundary - delta, boundary + delta], dtype=torch.float64), m)
+        torch.testing.assert_close(sides, torch.full((2,), 1.0 - 2 * k, dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("m", MARGINS)
+def test_psi_matches_its_piecewise_definition(m):
+    theta = torch.linspace(0.01, math.pi - 0.01, 97, dtype=torch.float64)
+    expected = []
+    for t in theta.tolist():
+        k = math.floor(m * t / math.pi)
+        expected.append((-1) ** k * math.cos(m * t) - 2 * k)
+    torch.testing.assert_close(psi_of_theta(theta, m), torch.tensor(expected, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 6])
+def test_integer_psi_chebyshev_form_equals_acos_form(m):
+    """Integer m uses T_m(cos θ); nudging m off the integer takes the acos path: same values and slopes."""
+    cos = torch.linspace(-0.999, 0.999, 401, dtype=torch.float64, requires_grad=True)
+    fast = multiplicative_angular_margin(cos, m)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), cos)
+    via_angle = multiplicative_angular_margin(cos, m + 1e-12)
+    (angle_grad,) = torch.autograd.grad(via_angle.sum(), cos)
+    torch.testing.assert_close(fast, via_angle, atol=1e-9, rtol=0)
+    torch.testing.assert_close(fast_grad, angle_grad, atol=1e-6, rtol=1e-6)
+
+
+def test_psi_gradient_is_finite_at_cos_plus_minus_one():
+    for m in (1.35, 4):
+        cos = torch.tensor([-1.0, 1.0], requires_grad=True)
+        (grad,) = torch.autograd.grad(multiplicative_angular_margin(cos, m).sum(), cos)
+        assert torch.isfinite(grad).all()
+
+
+def test_psi_rejects_margin_below_one():
+    with pytest.raises(ValueError, match="margin"):
+        multiplicative_angular_margin(torch.zeros(3), 0.5)
+
+
+# --------------------------------------------------------------------------- additive margins
+def test_arcface_margin_is_cos_theta_plus_m_then_threshold():
+    m = 0.5
+    theta = torch.linspace(0.0, math.pi, 1001, dtype=torch.float64)
+    phi = additive_angular_margin(torch.cos(theta), m)
+    inside = theta <= math.pi - m - 1e-9
+    torch.testing.assert_close(phi[inside], torch.cos(theta[inside] + m))
+    torch.testing.assert_close(phi[~inside], torch.cos(theta[~inside]) - m * math.sin(m))
+    assert (phi[1:] <= phi[:-1] + 1e-12).all(), "the threshold rule keeps φ non-increasing"
+
+
+def test_arcface_margin_zero_is_identity():
+    cos = torch.linspace(-1, 1, 101, dtype=torch.float64)
+    torch.testing.assert_close(additive_angular_margin(cos, 0.0), cos)
+
+
+def test_combined_margin_formula_and_special_cases():
+    cos = torch.linspace(-0.99, 0.99, 101, dtype=torch.float64)
+    theta = torch.acos(cos)
+    torch.testing.assert_close(combined_margin(cos, 1.2, 0.3, 0.1), torch.cos(1.2 * theta + 0.3) - 0.1)
+    torch.testing.assert_close(combined_margin(cos, 1.0, 0.0, 0.35), cos - 0.35)
+    torch.testing.assert_close(combined_margin(cos, 1.0, 0.0, 0.0), cos)
+    torch.testing.assert_close(angles(cos), theta)
+
+
+# ------------------------------------------------------------------------------------ cosines
+def test_cosine_logits_is_normalised_product_and_zero_safe():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    w = torch.randn(4, 3, dtype=torch.float64)
+    expected = torch.tensor([[float(x[i] @ w[j] / (x[i].norm() * w[j].norm())) for j in range(4)] for i in range(5)],
+                            dtype=torch.float64)
+    torch.testing.assert_close(cosine_logits(x, w), expected)
+    x[0] = 0.0
+    x.requires_grad_()
+    out = cosine_logits(x, w)
+    out.sum().backward()
+    assert torch.equal(out[0].detach(), torch.zeros(4, dtype=torch.float64))
+    assert torch.isfinite(x.grad).all()
+
+
+# --------------------------------------------------------------------------- hyperplane projections
+def literal_projections(x, weight, labels):
+    """004 eq. (5)-(6) with the normals built explicitly: H [B, d, C], h_ij = ŵ_{y_i} − ŵ_j, P_ij = x̂_i·ĥ_ij."""
+    unit_x = x / x.norm(dim=1, keepdim=True)
+    unit_w = (weight / weight.norm(dim=1, keepdim=True)).T            # Ŵ [d, C], the paper's N × C layout
+    batch, classes = x.shape[0], weight.shape[0]
+    w_plus = unit_w[None].expand(batch, -1, -1)                         # Ŵ⁺ [B, d, C]
+    t_plus = unit_w[:, labels].T[:, :, None].expand(-1, -1, classes)   # T⁺ [B, d, C]
+    normals = t_plus - w_plus                                           # README: ŵ_y − ŵ_j, not eq. (5)'s sign
+    projections = torch.zeros(batch, classes, dtype=x.dtype)
+    for i in range(batch):
+        for j in range(classes):
+            if j != int(labels[i]):
+                unit_normal = normals[i, :, j] / normals[i, :, j].norm()
+                projections[i, j] = unit_x[i] @ unit_normal
+    return projections
+
+
+def test_hyperplane_projections_equal_the_explicit_normals():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 2])
+    fast = hyperplane_projections(x, w, labels)
+    literal = literal_projections(x, w, labels)
+    torch.testing.assert_close(fast, literal, rtol=1e-12, atol=1e-12)
+    probe = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    fast_grads = torch.autograd.grad((fast * probe).sum(), (x, w))
+    literal_grads = torch.autograd.grad((literal * probe).sum(), (x, w))
+    for a, b in zip(fast_grads, literal_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(fast.detach().gather(1, labels[:, None]), torch.zeros(9, 1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hyperplane_projections_without_a_hyperplane_are_zero_and_finite(dtype):
+    """Two classes with the same weight direction share no hyperplane: P = 0 there, gradients finite."""
+    w = torch.randn(4, 8, dtype=dtype)
+    w[2] = 3.0 * w[1]
+    w.requires_grad_()
+    x = torch.randn(6, 8, dtype=dtype)
+    x[5] = 0.0
+    x.requires_grad_()
+    labels = torch.tensor([1, 2, 0, 3, 1, 2])
+    p = hyperplane_projections(x, w, labels)
+    assert p[0, 2] == 0 and p[1, 1] == 0 and p[4, 2] == 0
+    assert (p.abs() <= 1).all()
+    assert torch.equal(p[5], torch.zeros(4, dtype=dtype))
+    p.sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
