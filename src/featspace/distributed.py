@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["gather_with_grad", "gather_no_grad", "is_distributed", "world_size"]
+__all__ = ["gather_with_grad", "gather_no_grad", "global_count", "is_distributed", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -29,6 +29,15 @@ def is_distributed() -> bool:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
+
+
+def global_count(n: int, device: torch.device) -> int:
+    """The number of samples summed over all processes (``n`` on one process)."""
+    if not is_distributed():
+        return n
+    total = torch.tensor([n], device=device, dtype=torch.long)
+    dist.all_reduce(total)
+    return int(total)
 
 
 def _gather_sizes(n: int, device: torch.device) -> list[int]:

@@ -160,6 +160,21 @@ class Head(nn.Module):
 
         return gather_with_grad(embeddings, labels)
 
+    def sample_mean(self, values: Tensor) -> Tensor:
+        """Mean of per-sample loss terms [B] that stays exact under DDP with uneven shards.
+
+        On one process this is ``values.mean()``. Under DDP it is ``values.sum() · P / N`` with N the
+        global number of samples: DDP averages gradients over the P processes, so the averaged loss
+        and gradients equal those of the mean over the whole global batch even when the shards differ
+        in size (a last batch). Heads that gather batch statistics use it for their per-sample terms.
+        """
+        from featspace.distributed import global_count, world_size
+
+        processes = world_size()
+        if processes == 1:
+            return values.mean()
+        return values.sum() * (processes / global_count(values.shape[0], values.device))
+
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in hparams_of(self).items())
         return f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}" + (f", {hp}" if hp else "")

@@ -1,0 +1,194 @@
+"""Forward+backward time and memory of every head, as ratios to ``softmax`` measured in the same run.
+
+    .venv/bin/python benchmarks/heads.py                   # CPU (and CUDA when present), default shapes
+    .venv/bin/python benchmarks/heads.py --shapes 256,512,100 --heads softmax hasep --repeats 20
+
+For each (B, d, C) it times ``loss.backward()`` after ``head(x, y)`` (median of ``--repeats`` after
+warm-up) and measures memory: on CUDA the peak allocated bytes; on the CPU, where PyTorch keeps no
+allocator statistics, the bytes of the tensors autograd saves for backward plus the outputs (the part
+of memory a head's formulation decides — a B×d×C intermediate shows up here). Besides the registered
+heads it measures two literal formulations the heads avoid, so the README can quote the gain:
+
+- ``hasep_literal``: HASeparator with the B×d×C tensor of normals (004 eq. 5-7 as written);
+- ``lace_svd``: LACE as the authors' code parameterises it (learned covariance factor, an SVD per step),
+  from ``benchmarks/lace_svd_reference.py``.
+
+Prints a table and writes JSON (``--out``, default ``benchmarks/results/heads.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from featspace import __version__, heads  # noqa: E402
+from featspace.heads.base import Head  # noqa: E402
+from featspace.io import write_json  # noqa: E402
+
+DEFAULT_SHAPES = [(256, 512, 10), (256, 512, 100), (256, 512, 1000)]
+
+
+class LiteralHASeparator(nn.Module):
+    """HASeparator exactly as eq. 5-7 read: unit normals ĥ_j = (ŵ_y − ŵ_j)/‖ŵ_y − ŵ_j‖ built per sample,
+    a [B, C, d] tensor, then x̂·ĥ_j. Same loss as the ``hasep`` head; here only to be timed against it."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        w_hat = F.normalize(self.head.weight, dim=1)
+        x_hat = F.normalize(x, dim=1)
+        logits = self.head.scale * x_hat @ w_hat.t()
+        normals = w_hat[y][:, None, :] - w_hat[None, :, :]                      # [B, C, d]
+        normals = normals / normals.norm(dim=2, keepdim=True).clamp_min(1e-12)
+        projections = torch.einsum("bd,bcd->bc", x_hat, normals)               # [B, C]
+        hinge = (self.head.margin - projections).clamp_min(0)
+        hinge = hinge.masked_fill(F.one_hot(y, w_hat.shape[0]).bool(), 0.0)
+        return F.cross_entropy(logits, y) + hinge.sum(1).mean()
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of tensors autograd saves during ``fn()`` plus those of its output."""
+    total = 0
+    seen: set[int] = set()
+
+    def pack(t: torch.Tensor):
+        nonlocal total
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return total + out.numel() * out.element_size()
+
+
+def measure(module: nn.Module, b: int, d: int, c: int, device: str, repeats: int, *, call) -> dict[str, float]:
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(b, d, generator=g).to(device).requires_grad_()
+    y = torch.randint(0, c, (b,), generator=g).to(device)
+    module = module.to(device)
+
+    def step():
+        loss = call(module, x, y)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        memory = torch.cuda.max_memory_allocated()
+    else:
+        memory = _saved_bytes(lambda: call(module, x, y))
+    return {"ms": statistics.median(times) * 1e3, "bytes": float(memory)}
+
+
+def _bench_hparams(name: str, d: int, c: int) -> dict[str, object]:
+    """Head options needed at a shape: exact PEDCC needs C ≤ d + 1, so larger C takes the repulsion layout."""
+    defaults = heads.default_hparams(name)
+    if c > d + 1 and "pedcc_method" in defaults:
+        return {"pedcc_method": "repulsion"}
+    return {}
+
+
+def run(shapes, names, device: str, repeats: int) -> list[dict[str, object]]:
+    rows = []
+    for b, d, c in shapes:
+        results: dict[str, dict[str, float]] = {}
+        for name in names:
+            torch.manual_seed(0)
+            try:
+                if name == "hasep_literal":
+                    module = LiteralHASeparator(heads.build("hasep", d, c))
+                    call = lambda m, x, y: m(x, y)  # noqa: E731
+                elif name == "lace_svd":
+                    from lace_svd_reference import AuthorsLACE
+
+                    module = AuthorsLACE(d, c)
+                    call = lambda m, x, y: m(x, y)  # noqa: E731
+                else:
+                    module = heads.build(name, d, c, **_bench_hparams(name, d, c))
+                    module.validate_inputs = False  # time the formula, not the input checks
+                    call = lambda m, x, y: m(x, y).loss  # noqa: E731
+                results[name] = measure(module, b, d, c, device, repeats, call=call)
+            except (ValueError, RuntimeError, ImportError) as err:
+                results[name] = {"ms": float("nan"), "bytes": float("nan"), "error": str(err).splitlines()[0]}
+        base = results["softmax"]
+        for name, r in results.items():
+            rows.append({"device": device, "B": b, "d": d, "C": c, "head": name, **r,
+                         "time_ratio": r["ms"] / base["ms"], "memory_ratio": r["bytes"] / base["bytes"]})
+    return rows
+
+
+def print_table(rows) -> None:
+    shapes = sorted({(r["device"], r["B"], r["d"], r["C"]) for r in rows}, key=lambda s: (s[0], s[3]))
+    names = list(dict.fromkeys(r["head"] for r in rows))
+    header = "head".ljust(16) + "".join(f"{dev} C={c}".rjust(24) for dev, _, _, c in shapes)
+    print(header)
+    print(" " * 16 + "".join("ms   ×softmax  mem×".rjust(24) for _ in shapes))
+    for name in names:
+        line = name.ljust(16)
+        for shape in shapes:
+            r = next((r for r in rows if (r["device"], r["B"], r["d"], r["C"]) == shape and r["head"] == name), None)
+            if r is None or r["ms"] != r["ms"]:
+                line += "n/a".rjust(24)
+            else:
+                line += f"{r['ms']:8.2f} {r['time_ratio']:6.2f}× {r['memory_ratio']:6.1f}×".rjust(24)
+        print(line)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", nargs="+", default=None, help="B,d,C triples")
+    parser.add_argument("--heads", nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "heads.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else DEFAULT_SHAPES
+    names = args.heads or ["softmax", *[n for n in heads.names() if n != "softmax"], "hasep_literal", "lace_svd"]
+    if "softmax" not in names:
+        names = ["softmax", *names]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        rows += run(shapes, names, device, args.repeats)
+    print_table(rows)
+    meta = {"torch": torch.__version__, "featspace": __version__, "machine": platform.machine(),
+            "processor": platform.processor(), "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d")}
+    write_json(args.out, {"meta": meta, "rows": rows})
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
