@@ -171,12 +171,17 @@ class DirectSumHead(LinearClassifier):
         return super().scores(embeddings)
 
     def classification_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """ℓ_cls averaged over the batch: eq. 1 (SCE) or eq. 2 (BCE, C binary terms summed per sample)."""
+        """ℓ_cls averaged over the batch: eq. 1 (SCE) or eq. 2 (BCE, C binary terms summed per sample).
+
+        Averaged by ``sample_mean``, so that under DDP the processes' losses average to the global mean.
+        """
         logits = upcast_half(logits)
         if self.cls == "sce":
-            return F.cross_entropy(logits, labels.long())
-        targets = F.one_hot(labels.long(), self.num_classes).to(logits.dtype)
-        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+            per_sample = F.cross_entropy(logits, labels.long(), reduction="none")
+        else:
+            targets = F.one_hot(labels.long(), self.num_classes).to(logits.dtype)
+            per_sample = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1)
+        return self.sample_mean(per_sample)
 
     def metric_features(self, embeddings: Tensor) -> Tensor:
         """The embeddings [n, d] projected by ``mode``, in at least float32: what ℓ_metric sees."""
