@@ -32,7 +32,8 @@ class LACEHead(Head):
         log_temperature []      log T, only when ``learn_temperature=True``
     With ``per_class_background=True`` they become [C, d] and [C, d, d]: class c is scored as
     cos(W_c (x − μ_c), W_c s_c), the one-vs-all background per class that Section 5 names as future work.
-    That costs a B×C×d tensor (never B×C×d×d); the global form needs no B×C×d tensor at all.
+    That costs C·d² whitening parameters and a B×C×d tensor per step (never B×C×d×d); the global form needs
+    no B×C×d tensor at all.
 
     Hyperparameters:
         use_mean, use_covariance: switch μ_b and Σ_b for the Table 4 ablation (both on in the paper; both off
