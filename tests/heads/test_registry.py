@@ -61,6 +61,7 @@ def test_has_one_line_description(name):
 def test_output_contract(name):
     head = make(name)
     x, y = batch()
+    x.requires_grad_()
     out = head(x, y)
     assert isinstance(out, HeadOutput)
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
@@ -69,6 +70,7 @@ def test_output_contract(name):
     for key, part in out.parts.items():
         assert isinstance(key, str) and part.dim() == 0 and torch.isfinite(part), key
     out.loss.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
     assert any(p.grad is not None for p in head.parameters()) or not list(head.parameters())
 
 
@@ -87,6 +89,7 @@ def test_predict_agrees_with_forward_logits(name):
 def test_start_epoch_is_callable(name):
     head = make(name)
     x, y = batch()
+    x.requires_grad_()
     for epoch in (1, 2, 3):
         head.start_epoch(epoch)
         head(x, y).loss.backward()
@@ -151,10 +154,12 @@ def test_bf16_autocast_is_finite_and_close(name):
     head = make(name)
     x, y = batch()
     reference = head(x, y).loss.detach()
+    x.requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(x, y)
     assert torch.isfinite(out.loss)
     out.loss.backward()
+    assert torch.isfinite(x.grad).all()
     assert all(p.dtype == torch.float32 for p in head.parameters()), "parameters must keep their dtype"
     assert torch.allclose(out.loss.float(), reference, rtol=5e-2, atol=5e-2), (out.loss, reference)
 
