@@ -15,6 +15,8 @@ from featspace.functional import (
     cosine_logits,
     hyperplane_projections,
     multiplicative_angular_margin,
+    normalize_rows,
+    target_weight_cosines,
 )
 
 MARGINS = [1.0, 1.35, 2.0, 2.5, 3.0, 4.0, 5.0]
@@ -22,7 +24,8 @@ MARGINS = [1.0, 1.35, 2.0, 2.5, 3.0, 4.0, 5.0]
 
 def test_public_names_are_exported():
     for name in ("cosine_logits", "hyperplane_projections", "multiplicative_angular_margin",
-                 "additive_angular_margin", "combined_margin", "angles", "hyperplane_projections_from_cosines"):
+                 "additive_angular_margin", "combined_margin", "angles", "hyperplane_projections_from_cosines", "normalize_rows",
+                 "target_weight_cosines"):
         assert hasattr(functional, name), name
 
 
@@ -125,6 +128,25 @@ def test_cosine_logits_is_normalised_product_and_zero_safe():
     assert torch.isfinite(x.grad).all()
 
 
+def test_normalize_rows_equals_f_normalize_values_and_grads():
+    x = torch.randn(7, 5, dtype=torch.float64)
+    x[3] = 0.0
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    probe = torch.randn(7, 5, dtype=torch.float64)
+    (normalize_rows(a) * probe).sum().backward()
+    (torch.nn.functional.normalize(b, dim=1, eps=1e-12) * probe).sum().backward()
+    torch.testing.assert_close(normalize_rows(x), torch.nn.functional.normalize(x, dim=1, eps=1e-12))
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_target_weight_cosines_gram_and_per_sample_paths_agree():
+    w = torch.nn.functional.normalize(torch.randn(6, 4, dtype=torch.float64), dim=1)
+    labels = torch.tensor([5, 0, 2, 2, 1, 3, 4, 0])
+    expected = torch.stack([w[int(label)] @ w.T for label in labels])
+    torch.testing.assert_close(target_weight_cosines(w, labels), expected)          # C ≤ B: Gram rows
+    torch.testing.assert_close(target_weight_cosines(w, labels[:3]), expected[:3])  # C > B: per sample
+
+
 # --------------------------------------------------------------------------- hyperplane projections
 def literal_projections(x, weight, labels):
     """004 eq. (5)-(6) with the normals built explicitly: H [B, d, C], h_ij = ŵ_{y_i} − ŵ_j, P_ij = x̂_i·ĥ_ij."""
@@ -143,20 +165,21 @@ def literal_projections(x, weight, labels):
     return projections
 
 
-def test_hyperplane_projections_equal_the_explicit_normals():
+@pytest.mark.parametrize("batch, classes", [(9, 5), (3, 7)])  # Gram rows (C ≤ B) and target-row products
+def test_hyperplane_projections_equal_the_explicit_normals(batch, classes):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 2])
+    x = torch.randn(batch, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(classes, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.arange(batch) % classes
     fast = hyperplane_projections(x, w, labels)
     literal = literal_projections(x, w, labels)
     torch.testing.assert_close(fast, literal, rtol=1e-12, atol=1e-12)
-    probe = torch.randn(9, 5, generator=g, dtype=torch.float64)
+    probe = torch.randn(batch, classes, generator=g, dtype=torch.float64)
     fast_grads = torch.autograd.grad((fast * probe).sum(), (x, w))
     literal_grads = torch.autograd.grad((literal * probe).sum(), (x, w))
     for a, b in zip(fast_grads, literal_grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    assert torch.equal(fast.detach().gather(1, labels[:, None]), torch.zeros(9, 1, dtype=torch.float64))
+    assert torch.equal(fast.detach().gather(1, labels[:, None]), torch.zeros(batch, 1, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -54,8 +54,9 @@ def inputs(seed=0):
     return E, W, L
 
 
-def compare(margin, scale, include_target_term=False, seed=0):
+def compare(margin, scale, include_target_term=False, seed=0, batch=B):
     E, W, L = inputs(seed)
+    E, L = E[:batch], L[:batch]
     head = heads.build("hasep", N, C, margin=margin, scale=scale, include_target_term=include_target_term).double()
     with torch.no_grad():
         head.weight.copy_(W)
@@ -74,9 +75,10 @@ def compare(margin, scale, include_target_term=False, seed=0):
     return out
 
 
+@pytest.mark.parametrize("batch", [B, 3])  # C ≤ B: target-weight cosines from the Gram matrix; C > B: per sample
 @pytest.mark.parametrize("margin, scale", [(0.1, 1.0), (0.5, 16.0), (1.0, 64.0)])
-def test_hasep_matches_literal_with_explicit_normals(margin, scale):
-    out = compare(margin, scale)
+def test_hasep_matches_literal_with_explicit_normals(margin, scale, batch):
+    out = compare(margin, scale, batch=batch)
     assert out.parts["penalty"] > 0, "inputs must leave some projections below the margin"
 
 

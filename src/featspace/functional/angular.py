@@ -26,10 +26,21 @@ __all__ = [
     "hyperplane_projections",
     "hyperplane_projections_from_cosines",
     "multiplicative_angular_margin",
+    "normalize_rows",
+    "target_weight_cosines",
 ]
 
 #: the floor of ‖x‖ and ‖w_j‖ in normalisations (as ``F.normalize``): a zero vector normalises to zero.
 NORM_EPS = 1e-12
+
+
+def normalize_rows(t: Tensor, eps: float = NORM_EPS) -> Tensor:
+    """t_i/max(‖t_i‖, eps) for every row of t [N, d]: ``F.normalize(t, dim=1, eps=eps)``, twice as fast.
+
+    A multiplication by the reciprocal norm [N, 1] instead of a division by the norm expanded to [N, d]:
+    its backward makes two passes over [N, d] instead of four. A zero row stays zero.
+    """
+    return t * torch.linalg.vector_norm(t, dim=1, keepdim=True).clamp_min(eps).reciprocal()
 
 
 def cosine_logits(x: Tensor, weight: Tensor, eps: float = NORM_EPS) -> Tensor:
@@ -38,7 +49,18 @@ def cosine_logits(x: Tensor, weight: Tensor, eps: float = NORM_EPS) -> Tensor:
     x [B, d], weight [C, d] -> [B, C]. Norms are floored at ``eps``, so a zero embedding (or a zero
     class weight) gives cosines 0 and finite gradients.
     """
-    return F.linear(F.normalize(x, dim=1, eps=eps), F.normalize(weight, dim=1, eps=eps))
+    return F.linear(normalize_rows(x, eps), normalize_rows(weight, eps))
+
+
+def target_weight_cosines(unit_weight: Tensor, labels: Tensor) -> Tensor:
+    """ŵ_{y_i}·ŵ_j [B, C] for unit class weights [C, d] and labels [B], by the cheaper of two products.
+
+    Rows of the Gram matrix ŴŴᵀ [C, C] when C ≤ B (C²·d multiply-adds), otherwise Ŵ_y·Ŵᵀ (B·C·d).
+    """
+    labels = labels.long()
+    if unit_weight.shape[0] <= labels.shape[0]:
+        return F.linear(unit_weight, unit_weight).index_select(0, labels)
+    return F.linear(unit_weight.index_select(0, labels), unit_weight)
 
 
 def _away_from_one(cos: Tensor) -> Tensor:
@@ -138,8 +160,8 @@ def hyperplane_projections_from_cosines(cos: Tensor, target_weight_cos: Tensor, 
     no_hyperplane = squared_normal_norm <= tolerance
     no_hyperplane.scatter_(1, labels.long()[:, None], True)
     target_cos = cos.gather(1, labels.long()[:, None])
-    # the floor keeps sqrt's backward finite in the masked entries, whose gradient torch.where then zeroes
-    projections = (target_cos - cos) / torch.sqrt(squared_normal_norm.clamp_min(tolerance))
+    # the floor keeps rsqrt's backward finite in the masked entries, whose gradient torch.where then zeroes
+    projections = (target_cos - cos) * torch.rsqrt(squared_normal_norm.clamp_min(tolerance))
     return torch.where(no_hyperplane, torch.zeros_like(projections), projections.clamp(-1.0, 1.0))
 
 
@@ -149,10 +171,9 @@ def hyperplane_projections(x: Tensor, weight: Tensor, labels: Tensor, eps: float
     x [B, d], weight [C, d], labels [B] -> [B, C]; the column j = y_i holds 0 (no hyperplane; see
     :func:`hyperplane_projections_from_cosines`). The normal's sign follows Section III-A and the authors'
     code (ŵ_y − ŵ_j, positive on the target's side), not eq. (5) as printed (see
-    ``shared/papers/README.md``). Memory O(B·C + C·d): one product of [x̂; ŵ_{y}] [2B, d] with Ŵᵀ.
+    ``shared/papers/README.md``). Memory O(B·C + C·d): besides the cosines, one product of unit weights
+    (:func:`target_weight_cosines`).
     """
-    unit_weight = F.normalize(weight, dim=1, eps=eps)
-    unit_x = F.normalize(x, dim=1, eps=eps)
-    both = F.linear(torch.cat([unit_x, unit_weight.index_select(0, labels.long())]), unit_weight)
-    cos, target_weight_cos = both.split(x.shape[0])
-    return hyperplane_projections_from_cosines(cos, target_weight_cos, labels)
+    unit_weight = normalize_rows(weight, eps)
+    cos = F.linear(normalize_rows(x, eps), unit_weight)
+    return hyperplane_projections_from_cosines(cos, target_weight_cosines(unit_weight, labels), labels)

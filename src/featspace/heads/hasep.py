@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featspace.functional.angular import NORM_EPS, hyperplane_projections_from_cosines
+from featspace.functional.angular import (
+    cosine_logits,
+    hyperplane_projections_from_cosines,
+    normalize_rows,
+    target_weight_cosines,
+)
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 from featspace.heads.margin import real_hparam
 
@@ -28,17 +33,17 @@ class HASeparatorHead(Head):
     - loss (eq. 8 and below it): C_all = C_c + C_t, C_c the cross-entropy of O, C_t = (1/B)·Σ_i Σ_{j≠y_i} J(P_ij),
       with no weighting between the two terms (the paper adds them). ``parts``: ``ce`` and ``penalty``.
 
-    Departures, all documented in ``shared/papers/README.md``:
+    Departures (the first two follow ``shared/papers/README.md``):
     - the normal is ŵ_y − ŵ_j as in Section III-A and the authors' code, not ŵ_j − ŵ_y as eq. (5) prints;
     - the sum skips j = y_i, which has no hyperplane: the authors' code keeps it, and its zero normal
       adds the constant m (no gradient) per sample. ``include_target_term=True`` restores that constant,
       so that loss values match the authors' logs; it changes no gradient.
     - P is computed without the B×d×C tensor H of eq. (5): by linearity
-      P_ij = (cos θ_{i,y_i} − cos θ_ij)/‖ŵ_{y_i} − ŵ_j‖ and ‖ŵ_{y_i} − ŵ_j‖² = 2 − 2·ŵ_{y_i}·ŵ_j, so a second
-      [B, d]×[d, C] product (the target weights against all weights) replaces the B×d×C one: memory
-      O(B·C + C·d) (``featspace.functional.hyperplane_projections``). A class j whose weight direction
-      coincides with ŵ_{y_i} has no hyperplane either and gets P_ij = 0, as the authors' L2-normalised zero
-      normal gives.
+      P_ij = (cos θ_{i,y_i} − cos θ_ij)/‖ŵ_{y_i} − ŵ_j‖ and ‖ŵ_{y_i} − ŵ_j‖² = 2 − 2·ŵ_{y_i}·ŵ_j, so a
+      product of unit weights (ŴŴᵀ [C, C] or Ŵ_y·Ŵᵀ [B, C], whichever is cheaper) replaces the B×d×C
+      one: memory O(B·C + C·d) (``featspace.functional.hyperplane_projections``). A class j whose weight
+      direction coincides with ŵ_{y_i} has no hyperplane either and gets P_ij = 0, as the authors'
+      L2-normalised zero normal gives.
 
     Defaults from the authors' code: margin m = 0.1 (the paper requires m ∈ (0, 1]), scale σ = 1.
     """
@@ -57,9 +62,9 @@ class HASeparatorHead(Head):
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         labels = labels.long()
-        unit_weight = F.normalize(self.weight, dim=1, eps=NORM_EPS)
-        cos = upcast_half(F.linear(F.normalize(embeddings, dim=1, eps=NORM_EPS), unit_weight))
-        target_weight_cos = upcast_half(F.linear(unit_weight.index_select(0, labels), unit_weight))
+        unit_weight = normalize_rows(self.weight)
+        cos = upcast_half(F.linear(normalize_rows(embeddings), unit_weight))
+        target_weight_cos = upcast_half(target_weight_cosines(unit_weight, labels))
         projections = hyperplane_projections_from_cosines(cos, target_weight_cos, labels)
         hinge = (self.margin - projections).clamp_min(0.0)
         # the j = y column holds P = 0, hence J = m exactly and no gradient: dropping it is subtracting m
@@ -69,5 +74,4 @@ class HASeparatorHead(Head):
         return HeadOutput(ce + penalty, logits, {"ce": ce, "penalty": penalty})
 
     def scores(self, embeddings: Tensor) -> Tensor:
-        unit_weight = F.normalize(self.weight, dim=1, eps=NORM_EPS)
-        return self.scale * upcast_half(F.linear(F.normalize(embeddings, dim=1, eps=NORM_EPS), unit_weight))
+        return self.scale * upcast_half(cosine_logits(embeddings, self.weight))
