@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from featspace.functional import nca_loss, proto_loss, squared_distances
+from featspace.functional.metric import _proto_loss_over_classes
 
 
 def literal_nca(x, y):
@@ -106,9 +107,11 @@ def test_proto_without_num_classes_accepts_any_label_values(labels):
     torch.testing.assert_close(proto_loss(x, y * 7 + 100), proto_loss(x, y, 5), rtol=1e-12, atol=1e-12)
 
 
-def test_proto_extra_absent_classes_change_nothing():
-    x, y = _inputs(seed=3), LABELS["balanced"]
-    torch.testing.assert_close(proto_loss(x, y, 3), proto_loss(x, y, 40), rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize("labels", list(LABELS))
+def test_proto_sync_free_path_over_all_classes_matches_eq3(labels):
+    """The path taken on accelerators (prototypes for all C labels, absent ones masked); CPUs compact labels."""
+    y = LABELS[labels]
+    _assert_loss_and_grad_match(lambda x: _proto_loss_over_classes(x, y, 40), lambda x: literal_proto(x, y), _inputs())
 
 
 @pytest.mark.parametrize("loss", [nca_loss, proto_loss], ids=["nca", "proto"])

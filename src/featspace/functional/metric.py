@@ -76,24 +76,29 @@ def proto_loss(x: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
     For c ≠ y_i the prototype is the plain class mean; for c = y_i it leaves x_i out. The sum over c runs
     over the classes present in the batch (a class with no sample has no prototype).
 
-    x: [n, d], y: [n] integer labels. ``num_classes``: labels lie in [0, num_classes) — the fast path used
-    by heads, with no host-device sync; ``None`` accepts any label values (relabelled with
-    ``torch.unique``, which syncs). Returns a scalar; E_i as in the module docstring.
+    x: [n, d], y: [n] integer labels. Returns a scalar; E_i as in the module docstring.
+    ``num_classes``: labels lie in [0, num_classes). On an accelerator this avoids a host-device sync
+    (prototypes are kept for all C classes, absent ones masked out); on the CPU, or with ``None`` (any
+    label values), the labels are compacted to the classes present (``torch.unique``), so the cost is
+    O(n·K·d) with K ≤ n the number of classes in the batch, not O(n·C·d).
     """
     _check_batch(x, y)
-    if num_classes is None:
+    if num_classes is None or x.device.type == "cpu":
         _, y = torch.unique(y, return_inverse=True)
         num_classes = int(y.max()) + 1 if y.numel() else 1
-    member = y[:, None] == torch.arange(num_classes, device=y.device)[None, :]  # [n, K]
-    member_f = member.to(x.dtype)
-    counts = member_f.sum(0)  # [K]
-    sums = member_f.T @ x  # [K, d]
+    return _proto_loss_over_classes(x, y, num_classes)
+
+
+def _proto_loss_over_classes(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """proto_loss with prototypes for every label in [0, num_classes), absent ones masked; no host sync."""
+    counts = torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add_(0, y, torch.ones_like(x[:, 0]))
+    sums = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, y, x)  # [K, d]
     means = sums / counts.clamp_min(1.0)[:, None]
     own_count = counts[y]  # [n]
     valid = own_count >= 2
     leave_one_out_mean = (sums[y] - x) / (own_count - 1.0).clamp_min(1.0)[:, None]
     own_dist = (x - leave_one_out_mean).pow(2).sum(1)
-    neg_dist = torch.where(member, -own_dist[:, None], -squared_distances(x, means))
+    neg_dist = (-squared_distances(x, means)).scatter(1, y[:, None], -own_dist[:, None])
     neg_dist = neg_dist.masked_fill((counts == 0)[None, :], float("-inf"))
     neg_dist = torch.where(valid[:, None], neg_dist, torch.zeros_like(neg_dist))
     return _mean_over_valid(neg_dist.logsumexp(1) + own_dist, valid)

@@ -9,7 +9,9 @@ The direct-sum paper (003_3b01b74d9ee629e7.txt, Sec. 2.4 and 3.4) writes its cla
     WᵀW                                         weight @ weight.T          [C, C]  (the Gram matrix G)
     x − W (WᵀW + εI)⁻¹ Wᵀ x      (eq. 8)        x − (x weightᵀ) (G + εI)⁻¹ weight
 
-so no d×d matrix is formed: the direct projection costs O(n·d·C + C²·d + C³).
+so no d×d matrix is formed: the direct projection costs O(n·d·C + C²·d + C³). When C > d (the
+classifier subspace is then nearly everything) the same matrix is computed as A(A + εI)⁻¹ with
+A = weightᵀweight [d, d], at O(n·d² + C·d² + d³).
 
 For the spectral sum (eq. 9-11) the row space of ``weight`` is taken from a thin SVD of the [C, d]
 matrix, ``weight = U diag(s) Vh`` with Vh [r, d], r = min(C, d). The paper's full basis W̃ ∈ R^{d×d}
@@ -59,10 +61,17 @@ def _common_dtype(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _classifier_component(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    gram = weight @ weight.T
-    regularised = gram + eps * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    coefficients = torch.linalg.solve(regularised, x @ weight.T, left=False)  # (x Wᵀ)(G + εI)⁻¹, G symmetric
-    return coefficients @ weight
+    num_classes, dim = weight.shape
+    if num_classes <= dim:
+        gram = weight @ weight.T  # [C, C]
+        regularised = gram + eps * torch.eye(num_classes, dtype=gram.dtype, device=gram.device)
+        coefficients = torch.linalg.solve(regularised, x @ weight.T, left=False)  # (x Wᵀ)(G + εI)⁻¹, G symmetric
+        return coefficients @ weight
+    # More classes than dimensions: the push-through identity weightᵀ(G + εI)⁻¹weight = A(A + εI)⁻¹ with
+    # A = weightᵀweight [d, d] solves a d×d system instead of a C×C one.
+    second_moment = weight.T @ weight
+    regularised = second_moment + eps * torch.eye(dim, dtype=weight.dtype, device=weight.device)
+    return torch.linalg.solve(regularised, x @ second_moment, left=False)
 
 
 def complement_projection(x: Tensor, weight: Tensor, eps: float = 1e-3) -> Tensor:
