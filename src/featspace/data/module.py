@@ -209,7 +209,8 @@ class DataModule(L.LightningDataModule):
                                              **common)
         self.val_set = InMemoryImages(bundle.train_images, bundle.train_labels, indices=self.val_idx, **common)
         self.test_set = InMemoryImages(bundle.test_images, bundle.test_labels, **common)
-        self._train_sampler: EpochShuffleSampler | None = None
+        #: one sampler for every training loader of this module, so ``set_epoch`` reaches the next pass
+        self.train_sampler = EpochShuffleSampler(self.train_set, seed=self.seed)
 
     # what a model and a head need to know about the data
     @property
@@ -230,10 +231,7 @@ class DataModule(L.LightningDataModule):
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the shuffle and augmentation of the next training pass (plain loops; Lightning does it)."""
-        if self._train_sampler is None:
-            self.train_dataloader()
-        assert self._train_sampler is not None
-        self._train_sampler.set_epoch(epoch)
+        self.train_sampler.set_epoch(epoch)
 
     def _loader(self, dataset: InMemoryImages, batch_size: int, **kwargs: object) -> DataLoader:
         return EpochLoader(dataset, batch_size=batch_size, num_workers=self.num_workers, collate_fn=_batch_is_ready,
@@ -241,8 +239,7 @@ class DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented training split; the sampler is seeded by ``(seed, epoch)``."""
-        self._train_sampler = EpochShuffleSampler(self.train_set, seed=self.seed)
-        return self._loader(self.train_set, self.batch_size, sampler=self._train_sampler, drop_last=self.drop_last)
+        return self._loader(self.train_set, self.batch_size, sampler=self.train_sampler, drop_last=self.drop_last)
 
     def train_eval_dataloader(self) -> DataLoader:
         """The training split in order, without augmentation: for class means and nearest-centroid tests."""
