@@ -89,13 +89,13 @@ def test_psi_rejects_margin_below_one():
 
 
 # --------------------------------------------------------------------------- additive margins
-def test_arcface_margin_is_cos_theta_plus_m_then_threshold():
-    m = 0.5
+@pytest.mark.parametrize("m", [0.05, 0.5, 1.2, math.pi / 2])
+def test_arcface_margin_is_cos_theta_plus_m_then_threshold(m):
     theta = torch.linspace(0.0, math.pi, 1001, dtype=torch.float64)
     phi = additive_angular_margin(torch.cos(theta), m)
-    inside = theta <= math.pi - m - 1e-9
+    inside, beyond = theta < math.pi - m - 1e-9, theta > math.pi - m + 1e-9  # off the boundary itself
     torch.testing.assert_close(phi[inside], torch.cos(theta[inside] + m))
-    torch.testing.assert_close(phi[~inside], torch.cos(theta[~inside]) - m * math.sin(m))
+    torch.testing.assert_close(phi[beyond], torch.cos(theta[beyond]) - m * math.sin(m))
     assert (phi[1:] <= phi[:-1] + 1e-12).all(), "the threshold rule keeps φ non-increasing"
 
 

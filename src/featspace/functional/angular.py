@@ -81,9 +81,9 @@ def additive_angular_margin(cos: Tensor, margin: float) -> Tensor:
 
     The second branch is the rule of the ArcFace authors' code (InsightFace, ``th``/``mm``): beyond
     θ = π − m, cos(θ + m) would rise again and reward a sample for moving away from its class; the
-    replacement keeps φ non-increasing in θ (it steps down by at most m²/2 at θ = π − m). With m = 0 both
-    branches are cos θ. Any shape in, same shape out; sin θ = √(1 − cos²θ) floored as in the module
-    docstring.
+    replacement steps down by cos m + m·sin m − 1 ∈ [0, m²/2] at θ = π − m, so φ stays non-increasing in θ
+    for m ≤ π/2 (the ``arcface`` head's range). With m = 0 both branches are cos θ. Any shape in, same
+    shape out; sin θ = √(1 − cos²θ) floored as in the module docstring.
     """
     eps = torch.finfo(cos.dtype).eps
     sin = torch.sqrt((1.0 - cos * cos).clamp_min(eps))

@@ -108,8 +108,8 @@ class NormFaceHead(CosineMarginHead):
     L_i = −log( e^{s·cos θ_{y_i}} / Σ_j e^{s·cos θ_j} ).
 
     scale s = 30: featspace's choice, the scale of the LACE code's cosine baselines, so that normface is
-    exactly cosface and arcface at margin 0 with their defaults. NormFace itself also learns s; here it is
-    fixed (a learnable s can be emulated by the optimizer on the embedding norm of a non-normalised head).
+    exactly cosface and arcface at margin 0 with their defaults. NormFace also proposes learning s; here
+    it is a fixed hyperparameter.
     """
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 30.0) -> None:
@@ -142,12 +142,14 @@ class ArcFaceHead(CosineMarginHead):
     φ(θ) = cos(θ + m) for θ ≤ π − m and φ(θ) = cos θ − m·sin m beyond, the threshold rule of the ArcFace
     authors' code that keeps φ non-increasing (``featspace.functional.additive_angular_margin``).
 
-    Defaults s = 30, m = 0.05 rad: the LACE authors' code. The ArcFace paper uses s = 64, m = 0.5.
+    margin m ∈ [0, π/2] rad. Defaults s = 30, m = 0.05: the LACE authors' code. The ArcFace paper uses
+    s = 64, m = 0.5.
     """
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.05) -> None:
         super().__init__(embedding_dim, num_classes, scale)
-        self.margin = real_hparam("margin", margin, low=0.0, high=math.pi, high_open=True)
+        # up to π/2 the threshold rule keeps φ non-increasing; beyond ≈ 2.33 rad its step would go upwards
+        self.margin = real_hparam("margin", margin, low=0.0, high=math.pi / 2)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         return additive_angular_margin(cos_target, self.margin)
@@ -215,7 +217,7 @@ class LSoftmaxHead(LinearClassifier):
     f_i = (λ·‖w_{y_i}‖‖x_i‖cos θ_{y_i} + ‖w_{y_i}‖‖x_i‖ψ(θ_{y_i}))/(1 + λ),
     ψ(θ) = (−1)^k·cos(mθ) − 2k for θ ∈ [kπ/m, (k+1)π/m] (Liu et al., ICML 2016). Prediction scores are
     the plain linear logits W·x (no bias, as in the paper), so ``weight`` is [C, d] like ``nn.Linear``'s.
-    cos(mθ) is evaluated as a Chebyshev polynomial of cos θ, as in the authors' code.
+    cos(mθ) is evaluated as a polynomial in cos θ (Chebyshev's T_m), as the authors' code expands it.
 
     Defaults: m = 4, the largest margin of the paper's experiments (m ∈ {2, 3, 4}). λ (``softmax_weight``)
     is the paper's mix with the plain softmax, which its code anneals from a large value towards 0 to help
