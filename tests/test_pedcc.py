@@ -106,6 +106,25 @@ def test_repulsion_reaches_the_known_optimum(k, d, optimum):
     assert largest <= optimum + 2e-3, (largest, optimum)
 
 
+@pytest.mark.parametrize("k, d", [(5, 3), (6, 3), (1000, 512)])
+def test_between_d_plus_1_and_2d_the_cross_polytope_optimum_is_returned(k, d):
+    points = pedcc.generate(k, d, seed=5, method="repulsion").double()
+    torch.testing.assert_close(points.norm(dim=1), torch.ones(k, dtype=torch.float64), atol=1e-6, rtol=0)
+    gram = points @ points.T
+    off_diagonal = gram[~torch.eye(k, dtype=torch.bool)]
+    assert float(off_diagonal.max()) <= 1e-6  # Rankin: no k > d + 1 unit vectors have all cosines < 0
+    pairs = torch.arange(k) ^ 1  # rows 2i and 2i + 1 are antipodal
+    has_partner = pairs < k
+    torch.testing.assert_close(points[has_partner], -points[pairs[has_partner]], atol=1e-6, rtol=0)
+    assert not torch.equal(pedcc.generate(k, d, seed=6, method="repulsion"), points.float())
+
+
+def test_default_repulsion_steps_shrink_with_size():
+    assert pedcc.default_repulsion_steps(12, 3) == 2000
+    assert pedcc.default_repulsion_steps(5000, 512) == 200
+    assert 200 <= pedcc.default_repulsion_steps(600, 100) < 2000
+
+
 def test_repulsion_beats_random_points_and_is_deterministic():
     points = pedcc.generate(20, 3, seed=4, method="repulsion", steps=400)
     again = pedcc.generate(20, 3, seed=4, method="repulsion", steps=400)
