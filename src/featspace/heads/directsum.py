@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -63,7 +64,7 @@ def _choice(name: str, value: object, valid: tuple[str, ...]) -> str:
 
 
 def _real(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     value = float(value)
     if value < low or (low_open and value == low) or value > high:
