@@ -225,8 +225,9 @@ def test_mse_term_is_one_minus_cosine_eq6_8():
 def test_scores_are_cosines_and_classify_as_eq21():
     for name in ("pod", "nac", "cosine"):
         head = build(name)
-        x, _ = make_batch(seed=10)
+        x, y = make_batch(seed=10)
         scores = head.predict(x)
+        torch.testing.assert_close(head(x, y).logits, scores)
         P = head.centroids.double()
         torch.testing.assert_close(scores, x @ P.T / x.norm(dim=1, keepdim=True))
         assert torch.equal(scores.argmax(1), (x @ P.T).argmax(1))  # eq. 21 = eq. 24
