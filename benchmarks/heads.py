@@ -109,10 +109,13 @@ def measure(module: nn.Module, b: int, d: int, c: int, device: str, repeats: int
 
 
 def _bench_hparams(name: str, d: int, c: int) -> dict[str, object]:
-    """Head options needed at a shape: exact PEDCC needs C ≤ d + 1, so larger C takes the repulsion layout."""
+    """Head options needed at a shape: exact PEDCC needs C ≤ d + 1, so larger C takes the repulsion layout;
+    the direct-sum complement needs d > C, so larger C takes the spectral mode (eq. 11), as the paper does."""
     defaults = heads.default_hparams(name)
     if c > d + 1 and "pedcc_method" in defaults:
         return {"pedcc_method": "repulsion"}
+    if c >= d and name == "directsum":
+        return {"mode": "spectral"}
     return {}
 
 
@@ -127,9 +130,9 @@ def run(shapes, names, device: str, repeats: int) -> list[dict[str, object]]:
                     module = LiteralHASeparator(heads.build("hasep", d, c))
                     call = lambda m, x, y: m(x, y)  # noqa: E731
                 elif name == "lace_svd":
-                    from lace_svd_reference import AuthorsLACE
+                    from lace_svd_reference import LaceSVDReference
 
-                    module = AuthorsLACE(d, c)
+                    module = LaceSVDReference(d, c)
                     call = lambda m, x, y: m(x, y)  # noqa: E731
                 else:
                     module = heads.build(name, d, c, **_bench_hparams(name, d, c))
