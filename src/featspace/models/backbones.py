@@ -1,0 +1,233 @@
+"""Backbones: images ``[B, C, H, W]`` → embeddings ``[B, D]``, with an optional linear neck.
+
+Every backbone is wrapped in :class:`Backbone`: a trunk producing the network's native features
+(``feature_dim``: 512 for ResNet-18, 2048 for ResNet-50, 640 for ResNet-12, ...) and, when an
+``embedding_dim`` is asked for, a linear neck to that width — POD's FC1 (002_ec5345d43eb6f956.txt,
+Sec. 4) or HASeparator's 64-unit dense layer before the classifier (004_442ee0fd9060adbb.txt, Sec. IV).
+The neck is a plain ``nn.Linear`` (no activation), so the embedding can take any sign, as the heads'
+formulas assume. Classifier layers of the torchvision networks are removed; no weights are downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from featspace.models.resnet12 import ResNet12
+
+__all__ = ["Backbone", "SmallCNN", "build_backbone", "describe", "names"]
+
+
+class Backbone(nn.Module):
+    """A trunk with native width ``feature_dim`` and an optional linear neck to ``embedding_dim``.
+
+    ``forward(images [B, in_channels, H, W]) -> embeddings [B, embedding_dim]``.
+    """
+
+    def __init__(self, name: str, trunk: nn.Module, in_channels: int, feature_dim: int,
+                 embedding_dim: int | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.trunk = trunk
+        self.in_channels = in_channels
+        self.feature_dim = feature_dim
+        self.neck: nn.Module = nn.Linear(feature_dim, embedding_dim) if embedding_dim is not None else nn.Identity()
+        self.embedding_dim = embedding_dim if embedding_dim is not None else feature_dim
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(f"{self.name}: expected images [B, {self.in_channels}, H, W], got {tuple(images.shape)}")
+        return self.neck(self.trunk(images))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, feature_dim={self.feature_dim}, embedding_dim={self.embedding_dim}"
+
+
+class SmallCNN(nn.Module):
+    """A CNN that trains on a CPU in minutes: three stride-2 3×3 conv-BN-ReLU stages, a 4×4 adaptive
+    average pool, then FC(hidden)-BN-ReLU and FC(embedding_dim).
+
+    ``[B, C, H, W] → [B, embedding_dim]``; 28×28 maps go 14 → 7 → 4. The intra-class-variance paper
+    (001_d60953f2522e3b0f.txt, Sec. 3.3) trains "a CNN" with 2- or 4-d embeddings on (Fashion-)MNIST but
+    its layer list did not survive in the text, so this one is featspace's own, sized for speed: strided
+    convolutions instead of conv + max-pool keep the activations small, which is what a CPU pays for.
+    The last layer is linear (embeddings may be negative). Works on 8×8 digits too (8 → 4 → 2 → 1).
+    """
+
+    def __init__(self, in_channels: int, embedding_dim: int = 64, widths: tuple[int, int, int] = (16, 32, 64),
+                 hidden: int = 128) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        planes = in_channels
+        for width in widths:
+            layers += [nn.Conv2d(planes, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            planes = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.embed = nn.Sequential(nn.Linear(planes * 16, hidden, bias=False), nn.BatchNorm1d(hidden),
+                                   nn.ReLU(inplace=True), nn.Linear(hidden, embedding_dim))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.embed(self.features(images))
+
+
+# ---------------------------------------------------------------------------------------------- builders
+
+
+def _small_cnn(in_channels: int, embedding_dim: int | None, widths: tuple[int, int, int] = (16, 32, 64),
+               hidden: int = 128) -> Backbone:
+    d = 64 if embedding_dim is None else embedding_dim
+    # the CNN's own last FC layer produces the embedding: no separate neck
+    return Backbone("small_cnn", SmallCNN(in_channels, d, tuple(widths), hidden), in_channels, d)
+
+
+def _cifar_resnet(depth: int) -> Callable[..., Backbone]:
+    def build(in_channels: int, embedding_dim: int | None, zero_init_residual: bool = False) -> Backbone:
+        """torchvision's ResNet with the CIFAR stem of 002 Sec. 4: a 3×3 stride-1 first convolution and no
+        max-pool, so a 32×32 image leaves the last stage at 4×4 (as in the POD, LACE and HASeparator papers)."""
+        from torchvision import models
+
+        net = getattr(models, f"resnet{depth}")(weights=None, zero_init_residual=zero_init_residual)
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+        feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        return Backbone(f"resnet{depth}_cifar", net, in_channels, feature_dim, embedding_dim)
+
+    return build
+
+
+def _torchvision_resnet(arch: str) -> Callable[..., Backbone]:
+    def build(in_channels: int, embedding_dim: int | None, zero_init_residual: bool = False) -> Backbone:
+        from torchvision import models
+
+        net = getattr(models, arch)(weights=None, zero_init_residual=zero_init_residual)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        return Backbone(arch, net, in_channels, feature_dim, embedding_dim)
+
+    return build
+
+
+def _densenet121(in_channels: int, embedding_dim: int | None, memory_efficient: bool = False) -> Backbone:
+    from torchvision import models
+
+    net = models.densenet121(weights=None, memory_efficient=memory_efficient)
+    if in_channels != 3:
+        net.features.conv0 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.features.conv0.weight)
+    feature_dim = net.classifier.in_features
+    net.classifier = nn.Identity()
+    return Backbone("densenet121", net, in_channels, feature_dim, embedding_dim)
+
+
+def _mobilenet_v2(in_channels: int, embedding_dim: int | None, width_mult: float = 1.0) -> Backbone:
+    from torchvision import models
+
+    net = models.mobilenet_v2(weights=None, width_mult=width_mult)
+    if in_channels != 3:
+        first = net.features[0][0]
+        net.features[0][0] = nn.Conv2d(in_channels, first.out_channels, kernel_size=3, stride=2, padding=1,
+                                       bias=False)
+        nn.init.kaiming_normal_(net.features[0][0].weight, mode="fan_out")
+    feature_dim = net.last_channel
+    net.classifier = nn.Identity()  # its dropout + linear; features → pool → flatten remain
+    return Backbone("mobilenet_v2", net, in_channels, feature_dim, embedding_dim)
+
+
+def _resnet12(in_channels: int, embedding_dim: int | None, widths: tuple[int, ...] = (64, 160, 320, 640),
+              drop_rate: float = 0.0) -> Backbone:
+    trunk = ResNet12(in_channels, tuple(widths), drop_rate=drop_rate)
+    return Backbone("resnet12", trunk, in_channels, trunk.feature_dim, embedding_dim)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class _Entry:
+    build: Callable[..., Backbone]
+    description: str
+    min_image_size: int = 1  # smaller inputs fail inside the network (e.g. DenseNet's 2×2 transitions)
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "small_cnn": _Entry(_small_cnn, "3 strided conv-BN-ReLU stages + 2 FC layers to embedding_dim (default 64); "
+                        "trains on CPU in minutes"),
+    "resnet18_cifar": _Entry(_cifar_resnet(18), "ResNet-18 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
+                             "512-d"),
+    "resnet50_cifar": _Entry(_cifar_resnet(50), "ResNet-50 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
+                             "2048-d"),
+    "resnet12": _Entry(_resnet12, "few-shot ResNet-12 (64-160-320-640, leaky ReLU 0.1, no DropBlock); 640-d"),
+    "resnet50": _Entry(_torchvision_resnet("resnet50"), "torchvision ResNet-50 (ImageNet stem), untrained; 2048-d"),
+    "resnext50_32x4d": _Entry(_torchvision_resnet("resnext50_32x4d"), "torchvision ResNeXt-50 32×4d, untrained; "
+                              "2048-d"),
+    "wide_resnet50_2": _Entry(_torchvision_resnet("wide_resnet50_2"), "torchvision WideResNet-50-2, untrained; "
+                              "2048-d"),
+    "densenet121": _Entry(_densenet121, "torchvision DenseNet-121, untrained; 1024-d", min_image_size=29),
+    "mobilenet_v2": _Entry(_mobilenet_v2, "torchvision MobileNetV2, untrained; 1280-d"),
+}
+
+
+def names() -> list[str]:
+    """Registered backbone names."""
+    return list(_REGISTRY)
+
+
+def describe(name: str) -> str:
+    """One-line description of a backbone, with its native feature width."""
+    return _entry(name).description
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(names())}") from None
+
+
+def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = None, image_size: int = 32,
+                   **kwargs: object) -> Backbone:
+    """Build backbone ``name`` for images with ``in_channels`` channels and side ``image_size``.
+
+    embedding_dim: the output width D; for all but ``small_cnn`` a linear neck maps the native features
+        to it, and None keeps the native width. ``small_cnn`` ends in its own FC layer of width D
+        (default 64).
+    image_size: the input side the backbone will see; checked against the smallest size the network
+        accepts (DenseNet-121's transitions need at least 29 pixels).
+    kwargs: backbone options (``small_cnn``: widths, hidden; ``resnet12``: widths, drop_rate; torchvision
+        ResNets: zero_init_residual; ``densenet121``: memory_efficient; ``mobilenet_v2``: width_mult).
+
+    Raises ``ValueError`` for an unknown name or option (listing the valid ones) and bad sizes.
+    """
+    entry = _entry(name)
+    for arg, value in (("in_channels", in_channels), ("image_size", image_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{arg} must be a positive int, got {value!r}")
+    if embedding_dim is not None and (not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool)
+                                      or embedding_dim < 1):
+        raise ValueError(f"embedding_dim must be a positive int or None, got {embedding_dim!r}")
+    if image_size < entry.min_image_size:
+        raise ValueError(f"{name} needs images of at least {entry.min_image_size}×{entry.min_image_size} pixels, "
+                         f"got {image_size}; use a smaller backbone (small_cnn, resnet12, resnet18_cifar)")
+    options = [p for p in inspect.signature(entry.build).parameters if p not in ("in_channels", "embedding_dim")]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for backbone {name!r}; "
+                         f"valid options: {', '.join(options) or 'none'}")
+    return entry.build(in_channels, embedding_dim, **kwargs)
+
+
+@torch.no_grad()
+def _smoke(name: str, in_channels: int = 3, image_size: int = 32) -> tuple[int, ...]:
+    """Output shape of one forward pass on a 2-image batch (for quick manual checks)."""
+    model = build_backbone(name, in_channels=in_channels, image_size=image_size).eval()
+    return tuple(model(torch.zeros(2, in_channels, image_size, image_size)).shape)
