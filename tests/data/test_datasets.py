@@ -273,3 +273,28 @@ def test_channel_stats_of_a_constant_channel_do_not_divide_by_zero():
     images[:, 1] = 255
     mean, std = data.channel_stats(images)
     assert mean == (0.0, 1.0) and std == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("name,module", [("cifar10", "cifar"), ("mnist", "mnist")])
+def test_failed_download_is_reported_not_raised_from_torchvision(tmp_path, monkeypatch, no_debian, name, module):
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("no route to host")
+
+    monkeypatch.setattr(f"torchvision.datasets.{module}.download_and_extract_archive", offline)
+    with pytest.raises(data.DatasetNotFoundError, match="no route to host") as info:
+        data.load(name, data_dir=tmp_path, download=True)
+    assert "download" in str(info.value) and info.value.__cause__ is not None
+
+
+def test_local_copy_wins_over_download(tmp_path, monkeypatch):
+    debian = tmp_path / "debian"
+    formats.write_mnist(debian, n_train=4, n_test=2, gz=True)
+    monkeypatch.setattr(fds, "DEBIAN_FASHION_MNIST_DIR", debian)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("must not download when a local copy exists")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", no_network)
+    assert data.load("fashion_mnist", data_dir=tmp_path / "empty", download=True).source == str(debian)

@@ -146,7 +146,11 @@ def load(
 
     data_dir: the root that holds the dataset in torchvision's layout (default :func:`default_data_dir`);
         for ``imagefolder`` the directory with ``train/`` and ``test/`` (or ``val/``) class folders.
-    download: let torchvision fetch the files into ``data_dir`` when they are missing (needs internet).
+    download: let torchvision fetch the files into ``data_dir`` when no local copy is found (needs internet).
+        MNIST and Fashion-MNIST are looked for first in torchvision's layout (``data_dir/MNIST/raw``,
+        ``data_dir/FashionMNIST/raw``), then as IDX files, gzipped or not, in ``data_dir/<Class>``,
+        ``data_dir/<name>`` and ``data_dir`` itself, and Fashion-MNIST also in
+        ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
     image_size: ``imagefolder`` only: the side every image is resized to (default 32).
 
     Raises :class:`DatasetNotFoundError` when the files are missing or corrupt, ``ValueError`` for an
@@ -342,23 +346,27 @@ def _load_digits(root: Path, download: bool = False) -> DatasetBundle:
 
 def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool, extra_dirs: list[Path],
                        how: str) -> DatasetBundle:
-    """MNIST-format datasets: torchvision's ``root/<Class>/raw`` layout first, then plain IDX directories."""
+    """MNIST-format datasets, from the first place that has them: torchvision's ``root/<Class>/raw``
+    layout, then plain IDX directories (gzipped or not, e.g. Debian's package), then a download."""
     from torchvision import datasets
 
     tv_class = getattr(datasets, tv_class_name)
     raw = root / tv_class_name / "raw"
     stems = [s for split in ("train", "test") for s in _IDX_FILES[split]]
     tried: list[Path] = [raw]
-    have_torchvision_layout = not _missing(raw, stems)
-    if have_torchvision_layout or download:
+
+    def through_torchvision(fetch: bool) -> DatasetBundle:
         try:
-            train = tv_class(str(root), train=True, download=download)
-            test = tv_class(str(root), train=False, download=download)
+            train = tv_class(str(root), train=True, download=fetch)
+            test = tv_class(str(root), train=False, download=fetch)
         except Exception as err:  # torchvision raises RuntimeError, AssertionError, URLError, ... here
             cause = f"torchvision's {tv_class_name} failed: {type(err).__name__}: {err}"
             raise _not_found(name, stems, tried, how, cause) from err
         return _bundle(name, (train.data.unsqueeze(1), train.targets), (test.data.unsqueeze(1), test.targets),
                        list(train.classes), augment="none", source=str(raw))
+
+    if not _missing(raw, stems):
+        return through_torchvision(fetch=False)
     # IDX files that were never arranged in torchvision's layout: a copy in data_dir, or the Debian package
     for directory in [raw, root / tv_class_name, root / name, root, *extra_dirs]:
         if directory not in tried:
@@ -368,8 +376,10 @@ def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool
         except (OSError, ValueError) as err:
             raise _not_found(name, stems, tried, how, f"{err}") from err
         if splits is not None:
-            classes = list(tv_class.classes)
-            return _bundle(name, splits[0], splits[1], classes, augment="none", source=str(directory))
+            return _bundle(name, splits[0], splits[1], list(tv_class.classes), augment="none",
+                           source=str(directory))
+    if download:
+        return through_torchvision(fetch=True)
     partial = _missing(raw, stems) if raw.is_dir() else []
     cause = f"{raw} lacks {', '.join(partial)}" if partial else ""
     raise _not_found(name, [f"{s}[.gz]" for s in stems], tried, how, cause)
