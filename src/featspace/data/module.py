@@ -148,7 +148,7 @@ class EpochLoader(DataLoader):
     """A ``DataLoader`` that points its dataset at whatever sampler it ends up with (ours, or the
     ``DistributedSampler`` Lightning substitutes under DDP), so augmentation follows that sampler's epoch."""
 
-    def __iter__(self):  # noqa: ANN204 - DataLoader's own iterator type is private
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         dataset = self.dataset
         if isinstance(dataset, InMemoryImages) and hasattr(self.sampler, "epoch"):
             dataset.epoch_source = self.sampler

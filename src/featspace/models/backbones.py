@@ -14,7 +14,6 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from featspace.models.resnet12 import ResNet12
@@ -225,9 +224,3 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
                          f"valid options: {', '.join(options) or 'none'}")
     return entry.build(in_channels, embedding_dim, **kwargs)
 
-
-@torch.no_grad()
-def _smoke(name: str, in_channels: int = 3, image_size: int = 32) -> tuple[int, ...]:
-    """Output shape of one forward pass on a 2-image batch (for quick manual checks)."""
-    model = build_backbone(name, in_channels=in_channels, image_size=image_size).eval()
-    return tuple(model(torch.zeros(2, in_channels, image_size, image_size)).shape)
