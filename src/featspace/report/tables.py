@@ -1,0 +1,515 @@
+"""Comparison tables: runs aggregated into mean ± std over seeds, in the layout of a paper's table.
+
+A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspace.bench.suite``)::
+
+    tables:
+      - title: "Table 1: nearest centroid"
+        rows: [head]                                  # axes whose labels form the rows
+        columns: [head_params.normalize, embedding_dim]   # axes whose labels form the columns (optional)
+        where: {head: ["ICV λ=1.0", "ICV λ=0.5"]}     # keep only these labels (a list of such mappings: any)
+        corner: "σ \\ m"                              # the top-left header (default: the row axes)
+        metrics:
+          - key: ncc_accuracy                         # a key of metrics.json (featspace.metrics.evaluate)
+            name: "NCC accuracy"                      # its display name (default: the key)
+            format: ".3f"                             # Python format spec of the displayed numbers
+            scale: 1                                  # multiply before display (100 for percent)
+            higher_is_better: true                    # which end is bold
+            key_when: [{where: {head_params.normalize: true}, key: ncc_accuracy_cosine}]
+        paper:
+          source: "001 Table 1"
+          rows: {"Cross entropy": [0.746, 0.869, "0.814 ± 0.01", null]}
+
+A run (one cell of the matrix: a configuration and a seed) belongs to a table when every axis of its cell is one
+of the table's rows, columns or ``where`` keys and its labels pass ``where``; so a table whose rows are the
+heads does not silently pool the runs of a width sweep that also varies the embedding. ``key_when`` picks
+another metric key for the runs whose config matches (first match wins): the paper's "Norm." columns are
+measured in the normalised space, which is ``ncc_accuracy_cosine``, not ``ncc_accuracy``.
+
+The paper's numbers are given per row (the row's labels joined with " / "), one entry per column combination
+and metric, column combinations outermost, in the units the table displays (after ``scale``); a number, a
+``"mean ± std"`` string, or null. A paper column appears beside each of our columns that has a paper number.
+
+Cells show mean ± sample std (ddof = 1) over the runs of a cell, with the count n (in the caption when every
+cell has the same n). Per column, the best mean is bold and the second best underlined, as the papers mark
+them; values equal at the displayed precision share their rank. Paper columns are ranked among themselves.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featspace.bench.suite import Suite, config_value
+
+__all__ = [
+    "MetricSpec",
+    "PaperSpec",
+    "TableSpec",
+    "Stat",
+    "TableColumn",
+    "Table",
+    "Run",
+    "Layout",
+    "parse_table",
+    "parse_paper_value",
+    "build_table",
+    "rank_column",
+    "format_stat",
+    "table_to_markdown",
+    "tables_to_csv",
+    "runs_to_csv",
+]
+
+_TABLE_KEYS = {"title", "rows", "columns", "where", "metrics", "paper", "corner", "note"}
+_METRIC_KEYS = {"key", "name", "format", "scale", "higher_is_better", "key_when"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    name: str
+    format: str = ".3f"
+    scale: float = 1.0
+    higher_is_better: bool = True
+    key_when: tuple[tuple[tuple[tuple[str, Any], ...], str], ...] = ()
+
+    def key_for(self, config: dict[str, Any]) -> str:
+        """The metric key to read for a run with this config (``key_when``'s first match, else ``key``)."""
+        for conditions, key in self.key_when:
+            if all(_same(config_value(config, k), v) for k, v in conditions):
+                return key
+        return self.key
+
+    def fmt(self, value: float) -> str:
+        return format(value, self.format)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A cell: mean and sample std of ``n`` values (std NaN for n < 2); ``n`` None for a published number."""
+
+    mean: float
+    std: float = math.nan
+    n: int | None = None
+
+
+@dataclass
+class PaperSpec:
+    source: str
+    rows: dict[str, list[Stat | None]]
+
+
+@dataclass
+class TableSpec:
+    title: str
+    rows: list[str]
+    columns: list[str]
+    metrics: list[MetricSpec]
+    where: list[dict[str, list[str | None]]] = field(default_factory=list)
+    paper: PaperSpec | None = None
+    corner: str | None = None
+    note: str = ""
+
+
+@dataclass
+class TableColumn:
+    """One column: the labels of the column axes (possibly empty), its metric, and whose numbers it holds."""
+
+    labels: tuple[str, ...]
+    metric: MetricSpec
+    source: str  # "ours" | "paper"
+
+    def header(self, *, with_metric: bool) -> str:
+        parts = [*self.labels]
+        if with_metric or not parts:
+            parts.append(self.metric.name)
+        text = " ".join(parts)
+        return f"{text} (paper)" if self.source == "paper" else text
+
+
+@dataclass
+class Table:
+    """A table ready to render: ``cells[row][column]`` and ``ranks[row][column]`` (1 best, 2 second)."""
+
+    title: str
+    corner: str
+    row_labels: list[tuple[str, ...]]
+    columns: list[TableColumn]
+    cells: list[list[Stat | None]]
+    ranks: list[list[int | None]]
+    caption: str = ""
+    paper_source: str = ""
+    note: str = ""
+
+    @property
+    def multi_metric(self) -> bool:
+        return len({c.metric.key for c in self.columns}) > 1
+
+    def row_name(self, row: int) -> str:
+        return " / ".join(label for label in self.row_labels[row] if label)
+
+    def uniform_n(self) -> int | None:
+        ns = {s.n for r in self.cells for s, c in zip(r, self.columns) if s is not None and c.source == "ours"}
+        return ns.pop() if len(ns) == 1 else None
+
+    def text(self, row: int, col: int) -> str:
+        stat = self.cells[row][col]
+        return format_stat(stat, self.columns[col].metric, show_n=self.uniform_n() is None)
+
+
+@dataclass
+class Layout:
+    """The axes of a matrix: each axis's labels in display order, and the label sets of its cells."""
+
+    axis_labels: dict[str, list[str]]
+    label_sets: list[dict[str, str]]
+
+    @classmethod
+    def from_suite(cls, suite: Suite, overrides: list[str] | tuple[str, ...] = ()) -> Layout:
+        sets: list[dict[str, str]] = []
+        for cell in suite.expand(seeds=[suite.seeds[0]], overrides=list(overrides)):
+            for labels in cell.label_sets:
+                if labels not in sets:
+                    sets.append(labels)
+        return cls({a.name: suite.axis_labels(a.name) for a in suite.axes}, sets)
+
+
+@dataclass
+class Run:
+    """What a table needs of a finished run: its cell labels, config and metrics."""
+
+    id: str
+    group: str
+    seed: int | None
+    label_sets: list[dict[str, str]]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    path: str = ""
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+def _same(value: Any, wanted: Any) -> bool:
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return value is wanted or value == wanted and type(value) is type(wanted)
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)):
+        return math.isclose(float(value), float(wanted), rel_tol=1e-12, abs_tol=0.0)
+    return value == wanted
+
+
+_PLUS_MINUS = re.compile(r"^\s*([-+0-9.eE]+)\s*(?:±|\+-|\+/-)\s*([-+0-9.eE]+)\s*$")
+
+
+def parse_paper_value(value: Any) -> Stat | None:
+    """A published number: a number, a ``"mean ± std"`` string, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"a paper value must be a number or 'mean ± std', got {value!r}")
+    if isinstance(value, (int, float)):
+        return Stat(float(value))
+    text = str(value)
+    match = _PLUS_MINUS.match(text)
+    try:
+        if match:
+            return Stat(float(match.group(1)), float(match.group(2)))
+        return Stat(float(text))
+    except ValueError:
+        raise ValueError(f"a paper value must be a number or 'mean ± std', got {value!r}") from None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _label_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_where(raw: Any, title: str) -> list[dict[str, list[str | None]]]:
+    clauses = raw if isinstance(raw, list) else ([raw] if raw else [])
+    out = []
+    for clause in clauses:
+        if not isinstance(clause, dict):
+            raise ValueError(f"table {title!r}: 'where' must be a mapping (or a list of mappings) of axis -> labels")
+        out.append({str(k): [_label_text(v) for v in _as_list(v)] if v is not None else [None]
+                    for k, v in clause.items()})
+    return out
+
+
+def _parse_metric(raw: Any, title: str) -> MetricSpec:
+    if isinstance(raw, str):
+        raw = {"key": raw}
+    if not isinstance(raw, dict) or "key" not in raw:
+        raise ValueError(f"table {title!r}: each metric needs a 'key'")
+    unknown = sorted(set(raw) - _METRIC_KEYS)
+    if unknown:
+        raise ValueError(f"table {title!r}: unknown metric field(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(sorted(_METRIC_KEYS))}")
+    key_when = []
+    for rule in _as_list(raw.get("key_when")):
+        if not isinstance(rule, dict) or "key" not in rule or not isinstance(rule.get("where"), dict):
+            raise ValueError(f"table {title!r}: key_when entries look like {{where: {{config_key: value}}, key: k}}")
+        key_when.append((tuple(rule["where"].items()), str(rule["key"])))
+    spec = MetricSpec(key=str(raw["key"]), name=str(raw.get("name") or raw["key"]),
+                      format=str(raw.get("format", ".3f")), scale=float(raw.get("scale", 1.0)),
+                      higher_is_better=bool(raw.get("higher_is_better", True)), key_when=tuple(key_when))
+    try:
+        spec.fmt(1.0)
+    except ValueError:
+        raise ValueError(f"table {title!r}: bad format {spec.format!r} for metric {spec.key}") from None
+    return spec
+
+
+def parse_table(raw: dict[str, Any], layout: Layout | None = None) -> TableSpec:
+    """A :class:`TableSpec` from a suite's table mapping; checks axes and the paper's row lengths."""
+    title = str(raw.get("title") or "table")
+    unknown = sorted(set(raw) - _TABLE_KEYS)
+    if unknown:
+        raise ValueError(f"table {title!r}: unknown field(s) {', '.join(unknown)}; "
+                         f"valid: {', '.join(sorted(_TABLE_KEYS))}")
+    metrics = [_parse_metric(m, title) for m in _as_list(raw.get("metrics"))]
+    if not metrics:
+        raise ValueError(f"table {title!r}: needs at least one metric")
+    spec = TableSpec(title=title, rows=[str(a) for a in _as_list(raw.get("rows"))],
+                     columns=[str(a) for a in _as_list(raw.get("columns"))], metrics=metrics,
+                     where=_parse_where(raw.get("where"), title), corner=raw.get("corner"),
+                     note=str(raw.get("note") or ""))
+    if not spec.rows:
+        raise ValueError(f"table {title!r}: needs 'rows' (one or more axes)")
+    if layout is not None:
+        axes = set(layout.axis_labels)
+        for name in [*spec.rows, *spec.columns, *(k for clause in spec.where for k in clause)]:
+            if name not in axes:
+                raise ValueError(f"table {title!r}: unknown axis {name!r}; axes: {', '.join(sorted(axes))}")
+    paper = raw.get("paper")
+    if paper is not None:
+        if not isinstance(paper, dict) or not isinstance(paper.get("rows"), dict):
+            raise ValueError(f"table {title!r}: 'paper' needs 'source' and a 'rows' mapping")
+        width = len(metrics) * (len(_col_keys(spec, layout)) if layout is not None else 0)
+        rows = {}
+        for label, values in paper["rows"].items():
+            values = _as_list(values)
+            if layout is not None and len(values) != width:
+                raise ValueError(f"table {title!r}: paper row {label!r} has {len(values)} values, the table has "
+                                 f"{width} (column combinations x metrics)")
+            rows[str(label)] = [parse_paper_value(v) for v in values]
+        spec.paper = PaperSpec(source=str(paper.get("source") or ""), rows=rows)
+        if layout is not None:
+            known = {" / ".join(x for x in r if x) for r in _row_keys(spec, layout)}
+            missing = sorted(set(rows) - known)
+            if missing:
+                raise ValueError(f"table {title!r}: paper row {missing[0]!r} is not a row of the table; rows: "
+                                 f"{', '.join(sorted(known))}")
+    return spec
+
+
+# ----------------------------------------------------------------------------------------- aggregation
+def _matches(labels: dict[str, str], spec: TableSpec) -> bool:
+    allowed_axes = set(spec.rows) | set(spec.columns) | {k for clause in spec.where for k in clause}
+    if not set(labels) <= allowed_axes:
+        return False
+    if not spec.where:
+        return True
+    return any(all(labels.get(axis) in wanted for axis, wanted in clause.items()) for clause in spec.where)
+
+
+def _axis_order(layout: Layout, axis: str, label: str | None) -> int:
+    labels = layout.axis_labels.get(axis, [])
+    return labels.index(label) if label in labels else -1
+
+
+def _key(labels: dict[str, str], axes: list[str]) -> tuple[str, ...]:
+    return tuple(labels.get(a, "") for a in axes)
+
+
+def _ordered_keys(spec: TableSpec, layout: Layout, axes: list[str]) -> list[tuple[str, ...]]:
+    keys = {_key(ls, axes) for ls in layout.label_sets if _matches(ls, spec)}
+    return sorted(keys, key=lambda k: [_axis_order(layout, a, v) for a, v in zip(axes, k)])
+
+
+def _row_keys(spec: TableSpec, layout: Layout) -> list[tuple[str, ...]]:
+    return _ordered_keys(spec, layout, spec.rows)
+
+
+def _col_keys(spec: TableSpec, layout: Layout) -> list[tuple[str, ...]]:
+    return _ordered_keys(spec, layout, spec.columns)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _stat(values: list[float]) -> Stat | None:
+    if not values:
+        return None
+    mean = math.fsum(values) / len(values)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else math.nan
+    return Stat(mean, std, len(values))
+
+
+def rank_column(stats: list[Stat | None], metric: MetricSpec) -> list[int | None]:
+    """1 for the best mean(s), 2 for the second best, None otherwise; ties at the displayed precision."""
+    shown = [None if s is None else float(metric.fmt(s.mean)) for s in stats]
+    distinct = sorted({v for v in shown if v is not None}, reverse=metric.higher_is_better)
+    if len([v for v in shown if v is not None]) < 2:
+        return [None] * len(stats)
+    ranks: list[int | None] = []
+    for value in shown:
+        if value is None:
+            ranks.append(None)
+        elif value == distinct[0]:
+            ranks.append(1)
+        elif len(distinct) > 1 and value == distinct[1]:
+            ranks.append(2)
+        else:
+            ranks.append(None)
+    return ranks
+
+
+def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
+    """Aggregate the runs into the table's layout (mean ± std over each cell's runs) and rank each column."""
+    row_keys = _row_keys(spec, layout)
+    col_keys = _col_keys(spec, layout)
+    # (row, column key) -> runs; a run can sit in one place per table even with several label sets
+    placed: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Run]] = {}
+    groups_at: dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]] = {}
+    for run in runs:
+        for labels in run.label_sets:
+            if _matches(labels, spec):
+                where = (_key(labels, spec.rows), _key(labels, spec.columns))
+                placed.setdefault(where, []).append(run)
+                groups_at.setdefault(where, set()).add(run.group)
+                break
+    columns: list[TableColumn] = []
+    paper_rows = spec.paper.rows if spec.paper else {}
+    for c, col_key in enumerate(col_keys):
+        for m, metric in enumerate(spec.metrics):
+            columns.append(TableColumn(col_key, metric, "ours"))
+            position = c * len(spec.metrics) + m
+            if any(position < len(v) and v[position] is not None for v in paper_rows.values()):
+                columns.append(TableColumn(col_key, metric, "paper"))
+    cells: list[list[Stat | None]] = []
+    for row_key in row_keys:
+        row: list[Stat | None] = []
+        for column in columns:
+            if column.source == "paper":
+                values = paper_rows.get(" / ".join(x for x in row_key if x), [])
+                position = col_keys.index(column.labels) * len(spec.metrics) + spec.metrics.index(column.metric)
+                row.append(values[position] if position < len(values) else None)
+                continue
+            found = []
+            for run in placed.get((row_key, column.labels), []):
+                value = _finite(run.metrics.get(column.metric.key_for(run.config)))
+                if value is not None:
+                    found.append(value * column.metric.scale)
+            row.append(_stat(found))
+        cells.append(row)
+    ranks_by_column = [rank_column([cells[r][c] for r in range(len(row_keys))], col.metric)
+                       for c, col in enumerate(columns)]
+    ranks = [[ranks_by_column[c][r] for c in range(len(columns))] for r in range(len(row_keys))]
+    pooled = [k for k, g in groups_at.items() if len(g) > 1]
+    table = Table(title=spec.title, corner=spec.corner if spec.corner is not None else " / ".join(spec.rows),
+                  row_labels=row_keys, columns=columns, cells=cells, ranks=ranks,
+                  paper_source=spec.paper.source if spec.paper else "", note=spec.note)
+    n = table.uniform_n()
+    parts = []
+    if not table.multi_metric:
+        parts.append(spec.metrics[0].name)
+    any_ours = any(s is not None for r in cells for s, c in zip(r, columns) if c.source == "ours")
+    if any_ours:
+        parts.append(f"mean ± std over n = {n} runs (seeds)" if n is not None and n > 1
+                     else "one run per cell" if n == 1 else "mean ± std over the runs of each cell (n in brackets)")
+    else:
+        parts.append("no finished runs yet")
+    if spec.paper:
+        parts.append(f"paper: {spec.paper.source}")
+    parts.append("bold: best, underlined: second best per column")
+    if pooled:
+        parts.append(f"warning: {len(pooled)} cells pool runs of different configurations")
+    table.caption = "; ".join(parts) + "."
+    return table
+
+
+def format_stat(stat: Stat | None, metric: MetricSpec, *, show_n: bool = False) -> str:
+    """``0.871 ± 0.004`` (``(3)`` appended with show_n); ``-`` for a missing cell."""
+    if stat is None:
+        return "-"
+    text = metric.fmt(stat.mean)
+    if not math.isnan(stat.std):
+        text += f" ± {metric.fmt(stat.std)}"
+    if show_n and stat.n is not None:
+        text += f" ({stat.n})"
+    return text
+
+
+# -------------------------------------------------------------------------------------------- rendering
+def _md_escape(text: str) -> str:
+    """Markdown table cell text: pipes and HTML-significant characters escaped (labels come from files)."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+            .replace("\n", " "))
+
+
+def table_to_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table: best **bold**, second <u>underlined</u>, caption below."""
+    header = [_md_escape(table.corner)] + [_md_escape(c.header(with_metric=table.multi_metric))
+                                           for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(table.columns)) + "|"]
+    for r in range(len(table.row_labels)):
+        cells = [_md_escape(table.row_name(r))]
+        for c in range(len(table.columns)):
+            text = _md_escape(table.text(r, c))
+            if table.ranks[r][c] == 1:
+                text = f"**{text}**"
+            elif table.ranks[r][c] == 2:
+                text = f"<u>{text}</u>"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    out = [f"### {_md_escape(table.title)}", "", *lines, "", f"*{_md_escape(table.caption)}*"]
+    if table.note:
+        out += ["", _md_escape(table.note)]
+    return "\n".join(out) + "\n"
+
+
+def tables_to_csv(tables: list[Table]) -> str:
+    """Every cell of every table in long form: table, row, column, metric, source, mean, std, n."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["table", "row", "column", "metric", "metric_name", "source", "mean", "std", "n"])
+    for table in tables:
+        for r in range(len(table.row_labels)):
+            for c, column in enumerate(table.columns):
+                stat = table.cells[r][c]
+                if stat is None:
+                    continue
+                writer.writerow([table.title, table.row_name(r), " / ".join(x for x in column.labels if x),
+                                 column.metric.key, column.metric.name, column.source, repr(stat.mean),
+                                 "" if math.isnan(stat.std) else repr(stat.std), "" if stat.n is None else stat.n])
+    return buffer.getvalue()
+
+
+def runs_to_csv(runs: list[Run], axes: list[str]) -> str:
+    """One line per run: id, its first cell labels, seed, and every metric (sorted keys)."""
+    keys = sorted({k for run in runs for k, v in run.metrics.items() if _finite(v) is not None})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run_id", "group", *axes, "seed", *keys, "path"])
+    for run in runs:
+        labels = run.label_sets[0] if run.label_sets else {}
+        writer.writerow([run.id, run.group, *[labels.get(a, "") for a in axes], run.seed,
+                         *[repr(float(run.metrics[k])) if _finite(run.metrics.get(k)) is not None else ""
+                           for k in keys], Path(run.path).name if run.path else ""])
+    return buffer.getvalue()

@@ -1,0 +1,103 @@
+"""The HTML report: self-contained (images as data URIs, no external reference, no script), every label
+escaped, heatmaps and copied run plots embedded."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from featspace.bench.suite import parse_suite
+from featspace.report.build import build_report
+from featspace.report.html import png_data_uri
+from featspace.train import RunIndex
+from featspace.train.runs import new_run_dir
+
+EVIL = '<script>alert("x")</script>'
+
+SUITE = {
+    "name": "grid",
+    "description": f"a grid {EVIL}",
+    "recipe": "digits-demo",
+    "notes": "notes & <i>things</i>",
+    "matrix": [
+        {"head": [{"label": f"hasep {EVIL}", "head": "hasep"}, {"label": "arc\"face'", "head": "arcface"}],
+         "head_params.scale": [1, 2, 3], "head_params.margin": [0.1, 0.5]},
+    ],
+    "tables": [{"title": f"D_EM {EVIL}", "rows": ["head_params.scale"], "columns": ["head_params.margin"],
+                "where": {"head": f"hasep {EVIL}"}, "corner": "σ \\ m", "metrics": [{"key": "d_em", "format": ".1f"}]}],
+    "heatmaps": [{"metric": "d_em", "x": "head_params.margin", "y": "head_params.scale", "facet": "head",
+                  "title": "D_EM heatmap"}],
+    "scatters": [{"x": "d_kl", "y": "d_em", "color_by": "head", "title": "scatter"}],
+    "figures": [{"title": f"plots {EVIL}", "plots": ["embeddings.png", "evil.png"],
+                 "where": {"head_params.scale": 1}}],
+}
+
+
+def tiny_png(path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@pytest.fixture
+def report_paths(tmp_path):
+    suite = parse_suite(dict(SUITE))
+    index = RunIndex(tmp_path / "runs")
+    for cell in suite.expand():
+        run_id, path = new_run_dir(tmp_path / "runs", prefix=f"{cell.config.head}-")
+        index.start(run_id, path, cell.config.to_dict(), suite="grid", cell=cell.key)
+        scale, margin = cell.config.head_params["scale"], cell.config.head_params["margin"]
+        (path / "plots").mkdir()
+        tiny_png(path / "plots" / "embeddings.png")
+        (path / "plots" / "evil.png").write_text("<html>not a png</html>")
+        index.finish(run_id, {"d_em": 10.0 * scale + 100 * margin, "d_kl": scale * margin})
+    return build_report(suite, root=tmp_path / "runs", out_dir=tmp_path / "out")
+
+
+def test_html_is_self_contained_and_escaped(report_paths):
+    page = report_paths.html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in page
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "arc&quot;face&#x27;" in page
+    assert "notes &amp; &lt;i&gt;things&lt;/i&gt;" in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert not re.search(r'(href|src)="(https?:|//|file:)', page)
+    for uri in sources:
+        assert base64.b64decode(uri.split(",", 1)[1]).startswith(b"\x89PNG")
+
+
+def test_html_tables_mark_best_and_second(report_paths):
+    page = report_paths.html.read_text(encoding="utf-8")
+    # per margin column the largest scale has the largest D_EM: scale 3 bold, scale 2 underlined
+    rows = re.findall(r"<tr><td class=\"row\">(\d)</td>(.*?)</tr>", page)
+    by_scale = dict(rows)
+    assert by_scale["3"].count('class="num best"') == 2
+    assert by_scale["2"].count('class="num second"') == 2
+    assert "best" not in by_scale["1"] and "second" not in by_scale["1"]
+    assert "<th>σ \\ m</th>" in page
+
+
+def test_figures_heatmap_scatter_and_copied_plots(report_paths):
+    names = sorted(p.name for p in report_paths.figures)
+    assert any(n.startswith("heatmap-1-d_em") for n in names)
+    assert any(n.startswith("scatter-1-d_em") for n in names)
+    copied = [n for n in names if n.endswith("embeddings.png")]
+    assert len(copied) == 4  # where scale = 1: 2 heads x 2 margins, one (lowest-seed) run each
+    assert not [n for n in names if n.endswith("evil.png")]  # not a PNG: never copied
+    for path in report_paths.figures:
+        assert path.parent == report_paths.out_dir / "figures"
+        assert path.read_bytes().startswith(b"\x89PNG")
+    page = report_paths.html.read_text(encoding="utf-8")
+    assert page.count("<img ") == len(report_paths.figures)
+    assert all(png_data_uri(p) is not None for p in report_paths.figures)
+    assert not list((report_paths.out_dir / "figures").glob(".*"))  # no temporary files left behind

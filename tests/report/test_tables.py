@@ -1,0 +1,196 @@
+"""Report tables: aggregation over seeds, the paper's layout, bold/underline ranks, paper columns, CSV and
+Markdown, on runs written straight into an index (no training)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+
+import pytest
+
+from featspace.bench.suite import parse_suite
+from featspace.report.build import build_report, collect_report
+from featspace.report.tables import Layout, MetricSpec, Stat, parse_paper_value, parse_table, rank_column
+from featspace.train import RunIndex
+from featspace.train.runs import new_run_dir
+
+SUITE = {
+    "name": "mini",
+    "recipe": "digits-demo",
+    "seeds": 3,
+    "matrix": [
+        {"head": [{"label": "Softmax", "head": "softmax"}, {"label": "ICV <b>", "head": "icv"}],
+         "embedding_dim": [{"label": "2x1", "value": 2}, {"label": "4x1", "value": 4}]},
+        {"head": [{"label": "ICV <b>", "head": "icv"}], "head_params.lam": [0.5, 0.05]},
+    ],
+    "tables": [
+        {"title": "Accuracy", "rows": ["head"], "columns": ["embedding_dim"],
+         "metrics": [{"key": "accuracy", "name": "acc", "format": ".3f",
+                      "key_when": [{"where": {"embedding_dim": 4}, "key": "accuracy_alt"}]}],
+         "paper": {"source": "paper T1", "rows": {"Softmax": [0.9, "0.95 ± 0.01"], "ICV <b>": [0.91, None]}}},
+        {"title": "Lambda sweep", "rows": ["head_params.lam"], "where": {"head": "ICV <b>"},
+         "metrics": [{"key": "accuracy", "format": ".3f"},
+                     {"key": "davies_bouldin", "format": ".2f", "higher_is_better": False}]},
+    ],
+}
+
+# accuracy of (head, embedding_dim or lam) for seeds 0, 1, 2
+VALUES = {
+    ("Softmax", "2x1"): [0.80, 0.82, 0.84],
+    ("Softmax", "4x1"): [0.70, 0.70, 0.70],
+    ("ICV <b>", "2x1"): [0.85, 0.86, 0.87],
+    ("ICV <b>", "4x1"): [0.60, 0.61, 0.62],
+    ("ICV <b>", "0.5"): [0.50, 0.52, 0.54],
+    ("ICV <b>", "0.05"): [0.55, 0.57, 0.59],
+}
+
+
+def populate(root, suite, skip=()):
+    index = RunIndex(root)
+    for cell in suite.expand():
+        labels = cell.labels
+        key = (labels["head"], labels.get("embedding_dim") or labels.get("head_params.lam"))
+        if (key, cell.seed) in skip:
+            continue
+        value = VALUES[key][cell.seed]
+        run_id, path = new_run_dir(root)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        # accuracy_alt is what the 4x1 column reads (key_when); accuracy there is a decoy
+        metrics = {"accuracy": value, "accuracy_alt": value, "davies_bouldin": 2 - value}
+        if cell.config.embedding_dim == 4:
+            metrics["accuracy"] = -1.0
+        index.finish(run_id, metrics)
+    return index
+
+
+@pytest.fixture
+def suite():
+    return parse_suite(dict(SUITE))
+
+
+def test_mean_std_over_seeds_in_the_paper_layout(tmp_path, suite):
+    populate(tmp_path, suite)
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    table = report.tables[0]
+    assert [table.row_name(r) for r in range(2)] == ["Softmax", "ICV <b>"]
+    assert [(c.labels, c.source) for c in table.columns] == [
+        (("2x1",), "ours"), (("2x1",), "paper"), (("4x1",), "ours"), (("4x1",), "paper")]
+    softmax_2 = table.cells[0][0]
+    assert softmax_2.n == 3
+    assert softmax_2.mean == pytest.approx(statistics.mean(VALUES[("Softmax", "2x1")]))
+    assert softmax_2.std == pytest.approx(statistics.stdev(VALUES[("Softmax", "2x1")]))
+    # key_when: the 4x1 column reads accuracy_alt, not the decoy
+    assert table.cells[0][2].mean == pytest.approx(0.70)
+    assert table.cells[1][2].mean == pytest.approx(0.61)
+    # paper columns: numbers and "mean ± std" strings; a null stays empty
+    assert table.cells[0][1] == Stat(0.9)
+    assert table.cells[0][3] == Stat(0.95, 0.01)
+    assert table.cells[1][3] is None
+    # the width sweep (lam) is another block: its runs do not pool into the head rows
+    assert "mean ± std over n = 3 runs" in table.caption and "pool" not in table.caption
+
+
+def test_best_bold_second_underlined_respecting_direction(tmp_path, suite):
+    populate(tmp_path, suite)
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    sweep = report.tables[1]
+    assert [sweep.row_name(r) for r in range(len(sweep.row_labels))] == ["0.5", "0.05"]
+    headers = [c.header(with_metric=True) for c in sweep.columns]
+    assert headers == ["accuracy", "davies_bouldin"]
+    # accuracy: 0.57 (lam 0.05) beats 0.52; Davies-Bouldin, lower is better: 1.43 beats 1.48
+    assert [row[0] for row in sweep.ranks] == [2, 1]
+    assert [row[1] for row in sweep.ranks] == [2, 1]
+    text = report.tables[0]
+    md = "\n".join(text.text(r, c) for r in range(2) for c in range(4))
+    assert "0.820 ± 0.020" in md
+
+
+def test_rank_ties_at_displayed_precision_share_a_rank():
+    metric = MetricSpec("a", "a", format=".2f")
+    stats = [Stat(0.901), Stat(0.899), Stat(0.85), None, Stat(0.70)]
+    assert rank_column(stats, metric) == [1, 1, 2, None, None]
+    lower = MetricSpec("b", "b", format=".1f", higher_is_better=False)
+    assert rank_column([Stat(3.0), Stat(1.0), Stat(2.0)], lower) == [None, 1, 2]
+    assert rank_column([Stat(1.0), None], metric) == [None, None]  # one value: nothing to compare
+
+
+def test_missing_cells_and_unequal_counts_show_n(tmp_path, suite):
+    populate(tmp_path, suite, skip={(("Softmax", "2x1"), 2), (("Softmax", "2x1"), 1)})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    table = report.tables[0]
+    assert table.cells[0][0] == Stat(0.80, math.nan, 1) or (table.cells[0][0].n == 1
+                                                             and math.isnan(table.cells[0][0].std))
+    assert table.uniform_n() is None
+    assert table.text(0, 0) == "0.800 (1)"
+    assert table.text(1, 0) == "0.860 ± 0.010 (3)"
+
+
+def test_runs_of_other_overrides_are_left_out_with_a_warning(tmp_path, suite):
+    populate(tmp_path, suite)
+    other = parse_suite(dict(SUITE))
+    index = RunIndex(tmp_path)
+    cell = other.expand(overrides=["max_epochs=1"])[0]
+    run_id, path = new_run_dir(tmp_path)
+    index.start(run_id, path, cell.config.to_dict(), suite="mini", cell=cell.key)
+    index.finish(run_id, {"accuracy": 0.0})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    assert report.tables[0].cells[0][0].n == 3
+    assert any("belong to no cell" in w for w in report.warnings)
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out", overrides=["max_epochs=1"])
+    assert report.tables[0].cells[0][0] == Stat(0.0, math.nan, 1)
+
+
+def test_csv_markdown_files(tmp_path, suite):
+    populate(tmp_path, suite)
+    paths = build_report(suite, root=tmp_path)
+    assert paths.out_dir == tmp_path / "reports" / "mini"
+    rows = list(csv.DictReader(io.StringIO(paths.csv.read_text())))
+    first = next(r for r in rows if r["table"] == "Accuracy" and r["row"] == "Softmax" and r["column"] == "2x1"
+                 and r["source"] == "ours")
+    assert float(first["mean"]) == pytest.approx(0.82) and first["n"] == "3"
+    assert any(r["source"] == "paper" and r["mean"] == "0.95" and r["std"] == "0.01" for r in rows)
+    runs = list(csv.DictReader(io.StringIO(paths.runs_csv.read_text())))
+    assert len(runs) == 18 and {"head", "embedding_dim", "seed", "accuracy"} <= set(runs[0])
+    md = paths.markdown.read_text()
+    assert "| head | 2x1 | 2x1 (paper) | 4x1 | 4x1 (paper) |" in md
+    assert "| ICV &lt;b&gt; | **0.860 ± 0.010** |" in md  # labels escaped, best bold
+    assert "<u>0.820 ± 0.020</u>" in md
+    for key in ("featspace", "torch", "device (report)", "date"):
+        assert f"| {key} |" in md
+
+
+def test_paper_rows_are_validated(suite):
+    layout = Layout.from_suite(suite)
+    bad = dict(SUITE["tables"][0])
+    bad["paper"] = {"source": "x", "rows": {"Softmax": [0.9]}}
+    with pytest.raises(ValueError, match="has 1 values, the table has 2"):
+        parse_table(bad, layout)
+    bad["paper"] = {"source": "x", "rows": {"Nope": [0.9, 0.9]}}
+    with pytest.raises(ValueError, match="'Nope' is not a row"):
+        parse_table(bad, layout)
+    with pytest.raises(ValueError, match="unknown axis 'dataset'"):
+        parse_table({"title": "t", "rows": ["dataset"], "metrics": ["accuracy"]}, layout)
+    assert parse_paper_value("88.69 \u00b1 0.21") == Stat(88.69, 0.21)
+    assert parse_paper_value(3055) == Stat(3055.0)
+    with pytest.raises(ValueError):
+        parse_paper_value("n/a")
+
+
+def test_report_of_run_directories(tmp_path):
+    import yaml
+
+    from featspace.io import write_json
+
+    dirs = []
+    for k, (head, seed, acc) in enumerate([("softmax", 0, 0.8), ("softmax", 1, 0.9), ("icv", 0, 0.7)]):
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        (d / "config.yaml").write_text(yaml.safe_dump({"head": head, "seed": seed, "dataset": "digits"}))
+        write_json(d / "metrics.json", {"accuracy": acc, "d_em": 40.0 + k})
+        dirs.append(d)
+    paths = build_report(dirs, root=tmp_path, out_dir=tmp_path / "rep")
+    rows = list(csv.DictReader(io.StringIO(paths.csv.read_text())))
+    softmax = next(r for r in rows if r["row"] == "softmax" and r["metric"] == "accuracy")
+    assert float(softmax["mean"]) == pytest.approx(85.0) and softmax["n"] == "2"
