@@ -5,8 +5,8 @@ Each process builds the same head, takes its shard of a global batch, runs forwa
 ``uses_batch_statistics``: the mean of the processes' losses equals the one-process loss on the
 concatenated batch, each process's embedding gradient divided by P (DDP's later averaging of backbone
 gradients divides by P) equals the one-process gradient of its rows, the averaged parameter gradients
-equal the one-process ones, and state updated outside the gradient (center loss) is identical on
-every process and equal to the one-process update. Shards of unequal size (a last batch) included.
+equal the one-process ones, and state updated outside the gradient (center loss; POD's epoch mean norm
+after ``start_epoch``) is identical on every process and equal to the one-process state. Shards of unequal size (a last batch) included.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def _single_process(name: str, n: int, shards: list[int]):
     x = x.clone().requires_grad_()
     out = head(x, y)
     out.loss.backward()
+    head.start_epoch(2)  # epoch-level statistics (POD's mean norm) are reduced across processes here
     grads = {k: p.grad.clone() for k, p in head.named_parameters() if p.grad is not None}
     buffers = {k: b.clone() for k, b in head.named_buffers()}
     return out.loss.detach(), x.grad.clone(), grads, buffers
@@ -61,6 +62,7 @@ def _worker(rank: int, world: int, port: int, name: str, n: int, shards: list[in
         xs = x[start:start + shards[rank]].clone().requires_grad_()
         out = head(xs, y[start:start + shards[rank]])
         out.loss.backward()
+        head.start_epoch(2)
         loss = out.loss.detach().clone()
         dist.all_reduce(loss)
         grads = {}

@@ -119,10 +119,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from featspace.train import train
 
     if args.resume:
-        result = train(resume=args.resume, progress=not args.no_progress)
+        result = train(resume=args.resume, progress=not args.no_progress, plots=not args.no_plots)
     else:
         config = _config_from_args(args)
-        result = train(config, root=args.root, progress=not args.no_progress)
+        result = train(config, root=args.root, run_dir=args.run_dir, progress=not args.no_progress,
+                       plots=not args.no_plots)
     if result.metrics:
         _print_result(result)
     return 0
@@ -195,8 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. --set head_params.lam=0.5 (repeatable)")
     p.add_argument("--root", default="runs", help="directory of run directories and their index")
+    p.add_argument("--run-dir", dest="run_dir", help="name the run directory (give every process the same one "
+                   "under torchrun / SLURM / several nodes); default: a fresh one under --root")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures (metrics are still computed)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="re-evaluate a run: metrics, embeddings and plots")

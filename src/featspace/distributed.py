@@ -6,8 +6,8 @@ batch (pairs, class means, covariances: POD's SC, NCA, Proto, AMC, batch-mean ce
 per-process loss is a different, weaker loss. ``gather_with_grad`` gives every process the global
 batch, concatenated in rank order.
 
-Why the gradients come out exact: ``torch.distributed.nn.functional.all_gather`` is autograd-aware;
-its backward *sums* the gradients that all P processes computed for each shard. Every process
+Why the gradients come out exact: the gather is autograd-aware (``_AllGatherWithGrad``); its backward
+*sums* the gradients that all P processes computed for each shard. Every process
 computes the same global loss L, so process p receives P·∂L/∂x_p for its own samples, and DDP's
 averaging over P processes turns the backbone gradient into exactly ∂L/∂θ, the single-process
 gradient on the concatenated batch. Head parameters see ∂L/∂W on every process, averaged to ∂L/∂W.
@@ -54,6 +54,27 @@ def _pad_rows(t: Tensor, rows: int) -> Tensor:
     return torch.cat([t, pad], dim=0)
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every process's gradient for each shard and keeps this process's.
+
+    Backward is an all_reduce (SUM) of the full gradient followed by a slice, rather than a
+    reduce_scatter, because gloo (CPU) has no reduce_scatter.
+    """
+
+    @staticmethod
+    def forward(ctx, padded: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rank, ctx.rows = dist.get_rank(), padded.shape[0]
+        out = [torch.empty_like(padded) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, padded.contiguous())
+        return torch.stack(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank]
+
+
 def gather_with_grad(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """The global batch ([ΣB_p, d], [ΣB_p]) in rank order; gradients flow back to each process's own rows.
 
@@ -62,11 +83,9 @@ def gather_with_grad(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor
     """
     if not is_distributed():
         return embeddings, labels
-    from torch.distributed.nn.functional import all_gather as all_gather_autograd
-
     sizes = _gather_sizes(embeddings.shape[0], embeddings.device)
     longest = max(sizes)
-    gathered_x = all_gather_autograd(_pad_rows(embeddings, longest))
+    gathered_x = _AllGatherWithGrad.apply(_pad_rows(embeddings, longest))
     gathered_y = [torch.zeros_like(_pad_rows(labels, longest)) for _ in sizes]
     dist.all_gather(gathered_y, _pad_rows(labels, longest).contiguous())
     xs = [g[:n] for g, n in zip(gathered_x, sizes)]

@@ -84,7 +84,8 @@ class AMCHead(LinearClassifier):
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = self.scores(embeddings)
-        ce = F.cross_entropy(upcast_half(logits), labels.long())
+        # per-sample CE through sample_mean: exact under DDP with uneven shards (see Head.sample_mean)
+        ce = self.sample_mean(F.cross_entropy(upcast_half(logits), labels.long(), reduction="none"))
         all_embeddings, all_labels = self.gather_batch(embeddings, labels)
         amc = angular_margin_contrastive_loss(upcast_half(all_embeddings), all_labels, self.margin)
         loss = (1.0 - self.lam) * ce + self.lam * amc

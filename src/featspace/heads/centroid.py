@@ -198,8 +198,9 @@ class CenterHead(LinearClassifier):
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         y = labels.long()
         logits = self.scores(embeddings)
-        ce = F.cross_entropy(upcast_half(logits), y)
-        center = 0.5 * (upcast_half(embeddings) - self.centroids[y]).square().sum(1).mean()
+        # per-sample terms through sample_mean: exact under DDP with uneven shards (see Head.sample_mean)
+        ce = self.sample_mean(F.cross_entropy(upcast_half(logits), y, reduction="none"))
+        center = 0.5 * self.sample_mean((upcast_half(embeddings) - self.centroids[y]).square().sum(1))
         loss = ce + self.lam * center
         if self.training:
             with torch.no_grad():

@@ -263,7 +263,7 @@ class NacHead(PedccHead):
         delta = self.delta.to(dtype)
         denominator = "sum" if self.variant == "text" else "hypot"
         cos_na = norm_adaptive_cosine(x, centroids[labels.long()], delta, denominator=denominator)
-        nac = (1.0 - cos_na).square().mean()
+        nac = self.sample_mean((1.0 - cos_na).square())  # = mean; exact under DDP with uneven shards
         return nac, logits, x
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
@@ -347,7 +347,7 @@ class PedccLossHead(PedccHead):
             cosines = pedcc_cosines(x, centroids)
             logits = self.scale * cosines
             margin_logits = self.scale * (cosines - self.margin * F.one_hot(y, self.num_classes).to(dtype))
-            am_softmax = F.cross_entropy(margin_logits, y)
+            am_softmax = self.sample_mean(F.cross_entropy(margin_logits, y, reduction="none"))
             x_all, y_all = self.gather_batch(x, y)
             mse = 0.5 * (_normalize(x_all) - centroids[y_all.long()]).square().sum(1).mean()
             if self.mse_root != 1:

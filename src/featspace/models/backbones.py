@@ -58,16 +58,23 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int, embedding_dim: int = 64, widths: tuple[int, int, int] = (16, 32, 64),
-                 hidden: int = 128) -> None:
+                 hidden: int = 128, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {norm!r}")
+        # norm="none" gives a network whose output for a sample does not depend on the rest of its batch:
+        # DDP on CPU cannot synchronise batch norm (SyncBatchNorm needs CUDA), so this is the backbone
+        # with which a P-process run equals a one-process run on the same global batches.
+        batch_norm = norm == "batch"
         layers: list[nn.Module] = []
         planes = in_channels
         for width in widths:
-            layers += [nn.Conv2d(planes, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(planes, width, 3, stride=2, padding=1, bias=not batch_norm),
+                       nn.BatchNorm2d(width) if batch_norm else nn.Identity(), nn.ReLU(inplace=True)]
             planes = width
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
-        self.embed = nn.Sequential(nn.Linear(planes * 16, hidden, bias=False), nn.BatchNorm1d(hidden),
+        self.embed = nn.Sequential(nn.Linear(planes * 16, hidden, bias=not batch_norm),
+                                   nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(),
                                    nn.ReLU(inplace=True), nn.Linear(hidden, embedding_dim))
 
     def forward(self, images: Tensor) -> Tensor:
@@ -78,10 +85,10 @@ class SmallCNN(nn.Module):
 
 
 def _small_cnn(in_channels: int, embedding_dim: int | None, widths: tuple[int, int, int] = (16, 32, 64),
-               hidden: int = 128) -> Backbone:
+               hidden: int = 128, norm: str = "batch") -> Backbone:
     d = 64 if embedding_dim is None else embedding_dim
     # the CNN's own last FC layer produces the embedding: no separate neck
-    return Backbone("small_cnn", SmallCNN(in_channels, d, tuple(widths), hidden), in_channels, d)
+    return Backbone("small_cnn", SmallCNN(in_channels, d, tuple(widths), hidden, norm), in_channels, d)
 
 
 def _cifar_resnet(depth: int) -> Callable[..., Backbone]:
@@ -202,8 +209,9 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
         (default 64).
     image_size: the input side the backbone will see; checked against the smallest size the network
         accepts (DenseNet-121's transitions need at least 29 pixels).
-    kwargs: backbone options (``small_cnn``: widths, hidden; ``resnet12``: widths, drop_rate; torchvision
-        ResNets: zero_init_residual; ``densenet121``: memory_efficient; ``mobilenet_v2``: width_mult).
+    kwargs: backbone options (``small_cnn``: widths, hidden, norm ("batch" | "none"); ``resnet12``: widths,
+        drop_rate; torchvision ResNets: zero_init_residual; ``densenet121``: memory_efficient;
+        ``mobilenet_v2``: width_mult).
 
     Raises ``ValueError`` for an unknown name or option (listing the valid ones) and bad sizes.
     """

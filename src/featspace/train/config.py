@@ -30,6 +30,7 @@ class TrainConfig:
     download: bool = False                  # fetch the dataset where there is internet
     backbone: str = "small_cnn"             # featspace.models name
     embedding_dim: int | None = 64          # width d of the embedding (None: the backbone's native width)
+    backbone_params: dict[str, Any] = field(default_factory=dict)  # backbone options (e.g. small_cnn norm)
     head: str = "softmax"                   # featspace.heads name
     head_params: dict[str, Any] = field(default_factory=dict)  # hyperparameters of the head
     # optimisation
@@ -60,6 +61,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"                  # "auto" | "ddp" | ...
     precision: str = "32-true"              # Lightning precision; "bf16-mixed" / "16-mixed" on CUDA
+    sync_batchnorm: bool = True             # SyncBatchNorm under multi-GPU DDP (CUDA only: CPU/gloo cannot)
     # evaluation and artefacts
     tsne: bool = True                       # t-SNE plot after training (seconds on CPU for ≤3000 points)
     eval_max_samples: int = 10000           # cap on samples for cluster validity / pair statistics
@@ -98,8 +100,9 @@ class TrainConfig:
             raise ValueError("one of max_epochs or max_steps must be positive")
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
-        if not isinstance(self.head_params, dict):
-            raise ValueError(f"head_params must be a mapping, got {self.head_params!r}")
+        for name in ("head_params", "backbone_params"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
             raise ValueError(f"embedding_dim must be a positive int or null, got {self.embedding_dim!r}")
         if not isinstance(self.milestones, list) or not all(isinstance(m, int) for m in self.milestones):

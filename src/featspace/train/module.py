@@ -70,10 +70,11 @@ class FeatureModule(L.LightningModule):
         accuracy = (out.logits.argmax(1) == labels).float().mean()
         on_step = stage == "train"
         batch_size = labels.shape[0]
+        # sync_dist: epoch values are means over every process's samples (a no-op on one process)
         self.log(f"{stage}_loss", out.loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size, sync_dist=not on_step)
+                 batch_size=batch_size, sync_dist=True)
         self.log(f"{stage}_acc", accuracy, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size, sync_dist=not on_step)
+                 batch_size=batch_size, sync_dist=True)
         for name, value in out.parts.items():
             self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size,
                      sync_dist=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -61,9 +62,20 @@ def build_parts(config: TrainConfig) -> tuple[Any, torch.nn.Module, heads.Head]:
     datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
                                  seed=config.seed, augment=config.augment, num_workers=config.num_workers)
     backbone = models.build_backbone(config.backbone, in_channels=bundle.in_channels,
-                                     embedding_dim=config.embedding_dim, image_size=bundle.image_size[0])
+                                     embedding_dim=config.embedding_dim, image_size=bundle.image_size[0],
+                                     **config.backbone_params)
     head = heads.build(config.head, backbone.embedding_dim, bundle.num_classes, **config.head_params)
     return datamodule, backbone, head
+
+
+def _uses_cuda(config: TrainConfig) -> bool:
+    return config.accelerator in ("gpu", "cuda") or (config.accelerator == "auto" and torch.cuda.is_available())
+
+
+def _several_processes(config: TrainConfig) -> bool:
+    devices = config.devices
+    many = str(devices) == "-1" or (str(devices).isdigit() and int(devices) > 1) or "," in str(devices)
+    return many or config.num_nodes > 1
 
 
 def _quiet_lightning() -> None:
@@ -72,13 +84,35 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+RUN_DIR_ENV = "FEATSPACE_RUN_DIR"
+
+
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it before any process group exists: 0 for the
+    process a user started; > 0 for the processes Lightning's DDP launcher starts (LOCAL_RANK), torchrun
+    (RANK), other nodes (NODE_RANK) and SLURM tasks (SLURM_PROCID)."""
+    for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
-          suite: str | None = None, cell: str | None = None, progress: bool = True,
-          plots: bool = True) -> RunResult:
-    """Train and evaluate one run; returns its id, directory, metrics and plot paths."""
+          run_dir: str | Path | None = None, suite: str | None = None, cell: str | None = None,
+          progress: bool = True, plots: bool = True) -> RunResult:
+    """Train and evaluate one run; returns its id, directory, metrics and plot paths.
+
+    ``run_dir`` names the run directory instead of a fresh one under ``root``; multi-node launches
+    (torchrun, SLURM) pass the same ``run_dir`` to every process so that all of them agree on it. Only
+    rank 0 writes the run directory, the index row, the metrics and the plots; other ranks train.
+    """
     _quiet_lightning()
+    if launch_rank() > 0:
+        return _train_non_zero_rank(config, resume=resume, run_dir=run_dir, progress=progress)
     if resume is not None:
         run_dir = Path(resume)
         config = read_config(run_dir)
@@ -93,12 +127,23 @@ def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT,
         if config is None:
             raise ValueError("train() needs a config or a run directory to resume")
         config.validate()
-        index = RunIndex(root)
-        run_id, run_dir = new_run_dir(root, prefix=f"{config.head}-{config.dataset}-")
+        if run_dir is not None:
+            run_dir = Path(run_dir)
+            if (run_dir / "config.yaml").exists():
+                raise ValueError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
+                                 "or choose another directory")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run_id = run_dir.name
+            index = RunIndex(run_dir.parent)
+        else:
+            index = RunIndex(root)
+            run_id, run_dir = new_run_dir(root, prefix=f"{config.head}-{config.dataset}-")
         write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         index.start(run_id, run_dir, config.to_dict(), suite=suite, cell=cell)
         ckpt_path = None
 
+    # processes that Lightning's DDP launcher starts re-run this command; they find the run here
+    os.environ[RUN_DIR_ENV] = str(Path(run_dir).resolve())
     try:
         result = _fit_and_evaluate(config, run_id, run_dir, ckpt_path, progress=progress, plots=plots)
     except (KeyboardInterrupt, SystemExit):
@@ -111,6 +156,26 @@ def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT,
         return RunResult(run_id, run_dir, {}, [])
     index.finish(run_id, result.metrics)
     return result
+
+
+def _train_non_zero_rank(config: TrainConfig | None, *, resume: str | Path | None, run_dir: str | Path | None,
+                         progress: bool) -> RunResult:
+    """A DDP process of rank > 0: trains in the run directory rank 0 owns, writes nothing of its own."""
+    shared = resume or run_dir or os.environ.get(RUN_DIR_ENV)
+    if shared is None:
+        raise ValueError("this process has a non-zero rank but no run directory: pass the same --run-dir to "
+                         "every process (torchrun, SLURM, several nodes)")
+    shared = Path(shared)
+    if resume is not None:
+        config = read_config(shared)
+        last = shared / "checkpoints" / "last.ckpt"
+        ckpt_path = str(last) if last.is_file() else None
+    else:
+        if config is None:
+            raise ValueError("train() needs a config or a run directory to resume")
+        ckpt_path = None
+    _fit_and_evaluate(config, shared.name, shared, ckpt_path, progress=False, plots=False)
+    return RunResult(shared.name, shared, {}, [])
 
 
 def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path: str | None, *,
@@ -140,6 +205,7 @@ def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path
         strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
         callbacks=callbacks, logger=loggers, default_root_dir=run_dir,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False,
+        sync_batchnorm=config.sync_batchnorm and _uses_cuda(config) and _several_processes(config),
         gradient_clip_val=config.gradient_clip or None, log_every_n_steps=max(1, min(50, steps_per_epoch)),
         limit_val_batches=1.0 if has_val else 0, num_sanity_val_steps=0,
     )
