@@ -269,18 +269,20 @@ def laplacianshot_assignments(support: Tensor, query: Tensor, *, lam: float = 1.
     affinity_distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))  # the query itself is the 0-th neighbour
     neighbour_index = affinity_distances.topk(neighbours, dim=2, largest=False).indices  # [E, M, knn−1]
 
-    def kernel_times(y: Tensor) -> Tensor:  # (W Y)_i = Σ_{j ∈ kNN(i)} y_j
-        if neighbours == 0:
-            return torch.zeros_like(y)
-        gathered = torch.gather(y.unsqueeze(1).expand(-1, num_queries, -1, -1), 2,
-                                neighbour_index.unsqueeze(-1).expand(-1, -1, -1, y.shape[-1]))
-        return gathered.sum(dim=2)
+    batch_index = torch.arange(query.shape[0], device=query.device).view(-1, 1)
+
+    def kernel_times(y: Tensor) -> Tensor:  # (W Y)_i = Σ_{j ∈ kNN(i)} y_j, one gather per neighbour slot
+        product = torch.zeros_like(y)
+        for slot in range(neighbours):
+            product += y[batch_index, neighbour_index[:, :, slot]]
+        return product
 
     y = torch.softmax(-unary, dim=2)
+    kernel_y = kernel_times(y)
     previous = torch.full((y.shape[0],), float("inf"), dtype=torch.float64, device=y.device)
     active = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
     for step in range(max_iter):
-        updated = torch.softmax(-unary + lam * kernel_times(y), dim=2)
+        updated = torch.softmax(-unary + lam * kernel_y, dim=2)
         pairwise = kernel_times(updated)
         # the bound in float64: its relative change is compared with tol = 1e-6, near float32's resolution
         bound = (updated * torch.log(updated.clamp_min(1e-20)) + unary * updated
@@ -291,6 +293,8 @@ def laplacianshot_assignments(support: Tensor, query: Tensor, *, lam: float = 1.
         active = active & ~converged
         if not bool(active.any()):
             break
+        # W·Y of the next step; it differs from W·y only in episodes already frozen, whose updates are discarded
+        kernel_y = pairwise
     return y
 
 

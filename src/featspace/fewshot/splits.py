@@ -73,6 +73,7 @@ __all__ = [
     "DATASET_PREFIX",
     "ClassSet",
     "FewShotSplit",
+    "SplitTooLargeError",
     "cub_split_of_class",
     "describe",
     "load_bundle",
@@ -85,6 +86,11 @@ __all__ = [
 DATASET_PREFIX = "fewshot_"
 DEFAULT_MAX_BYTES = 8 * 2**30
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class SplitTooLargeError(MemoryError, ValueError):
+    """The images of a split would take more memory than ``max_bytes`` allows (a ValueError too, so the
+    command line reports it in one line)."""
 
 
 @dataclass
@@ -255,7 +261,7 @@ def _not_found(name: str, looked_for: str, tried: Sequence[Path], how: str, caus
 def _check_memory(name: str, count: int, channels: int, size: int, max_bytes: int) -> None:
     needed = count * channels * size * size
     if needed > max_bytes:
-        raise MemoryError(
+        raise SplitTooLargeError(
             f"{name}: {count:,} images at {channels}×{size}×{size} need {needed / 2**30:.1f} GiB in memory, more than "
             f"max_bytes = {max_bytes / 2**30:.1f} GiB; pass a larger max_bytes on a machine with the memory, "
             "or a smaller image_size")
