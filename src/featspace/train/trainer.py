@@ -193,9 +193,10 @@ def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path
     callbacks: list[L.Callback] = [checkpoint, HistoryWriter(run_dir / "history.csv")]
     if config.early_stopping_patience and has_val:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, mode="min"))
-    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(run_dir, name="logs", version="")]
+    # version=None: a resumed run logs to version_1, version_2, ... instead of overwriting version_0
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(run_dir, name="logs", version=None)]
     try:
-        loggers.append(L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""))
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=None))
     except ModuleNotFoundError:  # tensorboard is a dependency, but a trimmed install should still train
         pass
     trainer = L.Trainer(
