@@ -101,3 +101,19 @@ def test_figures_heatmap_scatter_and_copied_plots(report_paths):
     assert page.count("<img ") == len(report_paths.figures)
     assert all(png_data_uri(p) is not None for p in report_paths.figures)
     assert not list((report_paths.out_dir / "figures").glob(".*"))  # no temporary files left behind
+
+
+def test_column_headers_are_grouped_as_in_the_papers():
+    from featspace.report.html import table_to_html
+    from featspace.report.tables import MetricSpec, Stat, Table, TableColumn
+
+    metric = MetricSpec("ncc_accuracy", "NCC")
+    columns = [TableColumn(("Non-Norm.", "2x1"), metric, "ours"), TableColumn(("Non-Norm.", "2x1"), metric, "paper"),
+               TableColumn(("Non-Norm.", "4x1"), metric, "ours"), TableColumn(("Norm. <x>", "2x1"), metric, "ours")]
+    table = Table(title="T", corner="loss", row_labels=[("CE",)], columns=columns,
+                  cells=[[Stat(0.8, 0.01, 3), Stat(0.75), None, Stat(0.9, 0.02, 3)]], ranks=[[None] * 4])
+    page = table_to_html(table)
+    assert '<th rowspan="3">loss</th><th colspan="3">Non-Norm.</th><th>Norm. &lt;x&gt;</th>' in page
+    assert '<th colspan="2">2x1</th><th>4x1</th><th>2x1</th>' in page
+    assert '<th>ours</th><th class="paper">paper</th><th>ours</th><th>ours</th>' in page
+    assert '<td class="num paper">0.750</td>' in page and '<td class="num">-</td>' in page

@@ -154,7 +154,7 @@ def test_csv_markdown_files(tmp_path, suite):
     runs = list(csv.DictReader(io.StringIO(paths.runs_csv.read_text())))
     assert len(runs) == 18 and {"head", "embedding_dim", "seed", "accuracy"} <= set(runs[0])
     md = paths.markdown.read_text()
-    assert "| head | 2x1 | 2x1 (paper) | 4x1 | 4x1 (paper) |" in md
+    assert "| head \\ embedding_dim | 2x1 | 2x1 (paper) | 4x1 | 4x1 (paper) |" in md
     assert "| ICV &lt;b&gt; | **0.860 ± 0.010** |" in md  # labels escaped, best bold
     assert "<u>0.820 ± 0.020</u>" in md
     for key in ("featspace", "torch", "device (report)", "date"):

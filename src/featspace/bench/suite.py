@@ -19,6 +19,7 @@ and pass its path). Its fields::
       head_params.normalize:
         - {label: Non-Norm., value: false}
         - {label: Norm., value: true}
+    axis_names: {head_params.scale: σ}  # display names of axes in tables and figures (default: the axis)
     tables: [...]                      # see featspace.report.tables
     heatmaps: [...]                    # see featspace.report.build
     scatters: [...]
@@ -75,7 +76,8 @@ __all__ = [
 #: config fields that never change what a run computes, left out of the cell hash
 NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne")
 
-_SUITE_KEYS = {"name", "description", "source", "recipe", "set", "seeds", "minutes_per_run", "matrix", "tables",
+_SUITE_KEYS = {"name", "description", "source", "recipe", "set", "seeds", "minutes_per_run", "matrix", "axis_names",
+               "tables",
                "heatmaps", "scatters", "figures", "notes"}
 
 
@@ -130,6 +132,7 @@ class Suite:
     scatters: list[dict[str, Any]] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
+    axis_names: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -353,6 +356,7 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
         scatters=list(raw.get("scatters") or []),
         figures=_as_list(raw.get("figures")),
         notes=str(raw.get("notes") or ""),
+        axis_names={str(k): str(v) for k, v in (raw.get("axis_names") or {}).items()},
         path=path,
     )
     for kind in ("tables", "heatmaps", "scatters", "figures"):

@@ -280,8 +280,8 @@ def _heatmap(spec: dict[str, Any], runs: list[Run], layout: Layout, path: Path) 
         image = ax.imshow(grid, cmap="viridis", vmin=vmin, vmax=vmax, origin="lower", aspect="auto")
         ax.set_xticks(range(len(x_labels)), x_labels)
         ax.set_yticks(range(len(y_labels)), y_labels)
-        ax.set_xlabel(spec.get("x_name", x_axis))
-        ax.set_ylabel(spec.get("y_name", y_axis))
+        ax.set_xlabel(spec.get("x_name", layout.name(x_axis)))
+        ax.set_ylabel(spec.get("y_name", layout.name(y_axis)))
         ax.set_title(facet or spec.get("name", metric))
         if grid.size <= 144:
             middle = (vmin + vmax) / 2
@@ -424,12 +424,12 @@ def collect_report(suite_or_run_dirs: str | Path | Suite | Sequence[str | Path],
         path = _heatmap(spec, runs, layout, figures_dir / f"heatmap-{k + 1}-{_slug(str(spec.get('metric')))}.png")
         if path is not None:
             report.sections.append(FigureSection(str(spec.get("title", "Heatmap")), [Figure(path, str(
-                spec.get("title", spec.get("metric"))))]))
+                spec.get("name", spec.get("metric"))) + " per configuration, mean over seeds")]))
     for k, spec in enumerate(suite.scatters):
         path = _scatter(spec, runs, layout, figures_dir / f"scatter-{k + 1}-{_slug(str(spec.get('y')))}.png")
         if path is not None:
-            report.sections.append(FigureSection(str(spec.get("title", "Scatter")), [Figure(path, str(
-                spec.get("title", "")))]))
+            report.sections.append(FigureSection(str(spec.get("title", "Scatter")), [Figure(
+                path, "one point per configuration, mean over seeds")]))
     for spec in suite.figures:
         section = _run_figures(spec, runs, out, max_figures)
         if section.figures:

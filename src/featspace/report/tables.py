@@ -7,7 +7,7 @@ A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspa
         rows: [head]                                  # axes whose labels form the rows
         columns: [head_params.normalize, embedding_dim]   # axes whose labels form the columns (optional)
         where: {head: ["ICV λ=1.0", "ICV λ=0.5"]}     # keep only these labels (a list of such mappings: any)
-        corner: "σ \\ m"                              # the top-left header (default: the row axes)
+        corner: "σ \\ m"                              # the top-left header (default: row axes \\ column axes)
         metrics:
           - key: ncc_accuracy                         # a key of metrics.json (featspace.metrics.evaluate)
             name: "NCC accuracy"                      # its display name (default: the key)
@@ -168,6 +168,11 @@ class Layout:
 
     axis_labels: dict[str, list[str]]
     label_sets: list[dict[str, str]]
+    axis_names: dict[str, str] = field(default_factory=dict)
+
+    def name(self, axis: str) -> str:
+        """The display name of an axis (the suite's ``axis_names``, else the axis itself)."""
+        return self.axis_names.get(axis, axis)
 
     @classmethod
     def from_suite(cls, suite: Suite, overrides: list[str] | tuple[str, ...] = ()) -> Layout:
@@ -176,7 +181,7 @@ class Layout:
             for labels in cell.label_sets:
                 if labels not in sets:
                     sets.append(labels)
-        return cls({a.name: suite.axis_labels(a.name) for a in suite.axes}, sets)
+        return cls({a.name: suite.axis_labels(a.name) for a in suite.axes}, sets, dict(suite.axis_names))
 
 
 @dataclass
@@ -422,7 +427,10 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
                        for c, col in enumerate(columns)]
     ranks = [[ranks_by_column[c][r] for c in range(len(columns))] for r in range(len(row_keys))]
     pooled = [k for k, g in groups_at.items() if len(g) > 1]
-    table = Table(title=spec.title, corner=spec.corner if spec.corner is not None else " / ".join(spec.rows),
+    corner = " / ".join(layout.name(a) for a in spec.rows)
+    if spec.columns:
+        corner += " \\ " + " / ".join(layout.name(a) for a in spec.columns)
+    table = Table(title=spec.title, corner=spec.corner if spec.corner is not None else corner,
                   row_labels=row_keys, columns=columns, cells=cells, ranks=ranks,
                   paper_source=spec.paper.source if spec.paper else "", note=spec.note)
     n = table.uniform_n()
