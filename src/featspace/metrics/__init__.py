@@ -1,0 +1,40 @@
+"""Feature-space metrics: functions on embeddings that return plain floats or dataclasses.
+
+Each accepts torch tensors or numpy arrays, computes in float64 numpy and is tested against an independent
+reference (scikit-learn, SciPy or a literal float64 transcription) in ``tests/metrics``.
+
+- ``accuracy``, ``class_means``, ``nearest_centroid_accuracy``        (001 Tables 1–2)
+- ``cluster_validity``                                                (000 Table 2)
+- ``angular_separation`` → ``AngularSeparation`` (D_EM, D_KL)          (004 Figs. 4–8, Tables II–III)
+- ``discriminant_score``                                              (003 Table 1)
+- ``norm_split_accuracy``, ``normalized_dimension_variance``          (002 Tables 1 and 5)
+- ``evaluate``: all of them as one flat dict.
+"""
+
+from featspace.metrics.angular import AngularSeparation, angular_separation
+from featspace.metrics.classification import (
+    accuracy,
+    class_means,
+    nearest_centroid_accuracy,
+    nearest_centroid_predict,
+)
+from featspace.metrics.clustering import cluster_validity
+from featspace.metrics.discriminant import classifier_subspace_basis, discriminant_score
+from featspace.metrics.evaluation import HEAD_SPACE_PREFIX, evaluate
+from featspace.metrics.norms import norm_split_accuracy, normalized_dimension_variance
+
+__all__ = [
+    "AngularSeparation",
+    "HEAD_SPACE_PREFIX",
+    "accuracy",
+    "angular_separation",
+    "class_means",
+    "classifier_subspace_basis",
+    "cluster_validity",
+    "discriminant_score",
+    "evaluate",
+    "nearest_centroid_accuracy",
+    "nearest_centroid_predict",
+    "norm_split_accuracy",
+    "normalized_dimension_variance",
+]
