@@ -180,7 +180,7 @@ def test_sigkill_midway_then_restart_resumes(tmp_path):
     the next invocation sees the dead owner, resumes that run from its checkpoint and trains the rest."""
     cells = [c.key for c in tiny_suite().expand()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path), "0.15"], cwd=REPO, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path), "0.3"], cwd=REPO, env=env)
     index = None
     try:
         deadline = time.time() + 60
