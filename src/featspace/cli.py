@@ -1,9 +1,11 @@
-"""The ``featspace`` command: train, eval, list, demo.
+"""The ``featspace`` command: train, eval, list, demo, bench, report.
 
     featspace list [heads|datasets|backbones|recipes|runs]
     featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR]
     featspace eval RUN_DIR
     featspace demo
+    featspace bench SUITE [--seeds N] [--set key=value ...]
+    featspace report SUITE|RUN_DIR...
 
 Errors a user can act on (unknown names, missing data, bad overrides) print one line and exit 2.
 """
@@ -214,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+
+    from featspace.bench.command import add_bench_command
+    from featspace.report.command import add_report_command
+
+    add_bench_command(sub)
+    add_report_command(sub)
     return parser
 
 
