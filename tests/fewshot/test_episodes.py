@@ -173,7 +173,7 @@ def reference_laplacianshot(support, query, lam, knn, rectify=False, max_iter=20
     return torch.from_numpy(y)
 
 
-@pytest.mark.parametrize("lam,knn", [(1.0, 3), (0.5, 5)])
+@pytest.mark.parametrize("lam,knn", [(1.0, 3), (0.5, 5), (0.8, 7)])
 def test_laplacianshot_matches_a_literal_transcription(lam, knn):
     support, query = _episode_data(seed=2, episodes=10, ways=3, shots=2, queries=4, spread=0.8)
     ours = laplacianshot_assignments(support, query, lam=lam, knn=knn)
