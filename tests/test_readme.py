@@ -10,8 +10,26 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
-SHELL_BLOCKS = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", TEXT, flags=re.S)
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced code block, fences paired in order."""
+    blocks, language, body = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, body = line[3:].strip(), []
+            else:
+                blocks.append((language, "\n".join(body) + "\n"))
+                language = None
+        elif language is not None:
+            body.append(line)
+    return blocks
+
+
+BLOCKS = _fenced_blocks(TEXT)
+PYTHON_BLOCKS = [body for language, body in BLOCKS if language == "python"]
+SHELL_BLOCKS = [body for language, body in BLOCKS if language in ("", "bash", "sh", "console")]
 
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
