@@ -122,3 +122,4 @@ def test_lightning_trains_on_episodic_batches(fewshot_datasets):
     trainer.fit(module, train_dataloaders=loader)
     assert trainer.train_dataloader.sampler is loader.sampler
     assert loader.sampler.epoch == 1 and len(seen) == 6 and all(n == 5 for _, n in seen)
+    assert int(dataset._shared_epoch) == 1  # the augmentation epoch reached the dataset (and its workers)

@@ -147,10 +147,13 @@ class EpisodicBatchSampler(Sampler[list[int]]):
         return self.epoch
 
     def __iter__(self) -> Iterator[list[int]]:
-        epoch = self._next_epoch()
+        # not a generator: the epoch advances when the pass starts, not at its first batch
+        return self.batches_of(self._next_epoch())
+
+    def batches_of(self, epoch: int) -> Iterator[list[int]]:
+        """This process's share of each episode of ``epoch``."""
         start, stop = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
-        for episode in self.episodes(epoch):
-            yield episode[start:stop]
+        return iter([episode[start:stop] for episode in self.episodes(epoch)])
 
 
 class EpisodicSampler(DistributedSampler):
@@ -196,8 +199,12 @@ class EpisodicSampler(DistributedSampler):
         return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
-        for batch in self.batches:
-            yield from batch
+        epoch = self.batches._next_epoch()
+        if hasattr(self.dataset, "set_epoch"):
+            # featspace.data's in-memory datasets key their augmentation by the epoch; publish it before any
+            # index reaches a worker process
+            self.dataset.set_epoch(epoch)
+        return iter([position for batch in self.batches.batches_of(epoch) for position in batch])
 
 
 def episodic_loader(dataset: Dataset, labels: Sequence[int] | Tensor, ways: int, shots: int, *,
