@@ -218,10 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     from featspace.bench.command import add_bench_command
+    from featspace.fewshot.cli import add_fewshot_command
     from featspace.report.command import add_report_command
 
     add_bench_command(sub)
     add_report_command(sub)
+    add_fewshot_command(sub)
     return parser
 
 

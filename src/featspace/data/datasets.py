@@ -114,8 +114,26 @@ def _register(name: str, description: str) -> Callable[[Callable[..., DatasetBun
 
 
 def names() -> list[str]:
-    """Registered dataset names, in registration order (digits first: it needs no download)."""
-    return list(_REGISTRY)
+    """Registered dataset names, in registration order (digits first: it needs no download), then the
+    base classes of the few-shot splits as ``fewshot_<split>``."""
+    return list(_REGISTRY) + list(_fewshot_entries())
+
+
+def _fewshot_entries() -> dict[str, _Entry]:
+    """``fewshot_<split>``: the base (training) classes of each class-disjoint few-shot split, whose novel
+    classes ``featspace fewshot`` evaluates. Imported on use: featspace.fewshot builds on this module."""
+    from featspace.fewshot import splits
+
+    def loader(split: str) -> Callable[..., DatasetBundle]:
+        def load_split_bundle(root: Path, download: bool = False, image_size: int | None = None) -> DatasetBundle:
+            if download:
+                raise ValueError(f"few-shot split {split!r} cannot be downloaded by featspace; see its description")
+            return splits.load_bundle(split, data_dir=root, image_size=image_size)
+
+        return load_split_bundle
+
+    return {f"{splits.DATASET_PREFIX}{s}": _Entry(loader(s), f"few-shot base classes: {splits.describe(s)}")
+            for s in splits.names()}
 
 
 def describe(name: str) -> str:
@@ -124,10 +142,12 @@ def describe(name: str) -> str:
 
 
 def _entry(name: str) -> _Entry:
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}") from None
+    fewshot = _fewshot_entries() if isinstance(name, str) and name.startswith("fewshot_") else {}
+    if name in fewshot:
+        return fewshot[name]
+    raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
 
 
 def default_data_dir() -> Path:
@@ -158,6 +178,8 @@ def load(
     """
     entry = _entry(name)
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if name.startswith("fewshot_"):
+        return entry.loader(root, download=download, image_size=image_size)
     if image_size is not None and name != "imagefolder":
         raise ValueError(f"image_size applies to 'imagefolder' only; {name!r} has a fixed size")
     if name == "imagefolder":

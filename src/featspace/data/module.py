@@ -184,8 +184,15 @@ class DataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         drop_last: bool | None = None,
         pin_memory: bool | None = None,
+        episode_ways: int = 0,
+        episode_shots: int = 0,
     ) -> None:
         super().__init__()
+        if (episode_ways > 0) != (episode_shots > 0):
+            raise ValueError(f"episodic batches need both episode_ways and episode_shots, got {episode_ways} "
+                             f"and {episode_shots}")
+        #: N-way K-shot training batches (the direct-sum paper's n = N·K) instead of shuffled ones; 0 = off
+        self.episode_ways, self.episode_shots = int(episode_ways), int(episode_shots)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if not isinstance(num_workers, int) or num_workers < 0:
@@ -238,7 +245,16 @@ class DataModule(L.LightningDataModule):
                            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training split; the sampler is seeded by ``(seed, epoch)``."""
+        """Shuffled, augmented training split; the sampler is seeded by ``(seed, epoch)``. With
+        ``episode_ways``/``episode_shots`` set, batches are N-way K-shot episodes instead (built here, where
+        the DDP world size is known, so each process gets its part of every episode)."""
+        if self.episode_ways:
+            from featspace.fewshot.sampler import episodic_loader
+
+            return episodic_loader(self.train_set, self.bundle.train_labels[self.train_idx], self.episode_ways,
+                                   self.episode_shots, seed=self.seed, loader_class=EpochLoader,
+                                   collate_fn=_batch_is_ready, num_workers=self.num_workers,
+                                   pin_memory=self.pin_memory)
         return self._loader(self.train_set, self.batch_size, sampler=self.train_sampler, drop_last=self.drop_last)
 
     def train_eval_dataloader(self) -> DataLoader:

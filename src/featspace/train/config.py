@@ -45,6 +45,8 @@ class TrainConfig:
     gamma: float = 0.1                      # multistep decay factor
     warmup_epochs: int = 0                  # linear warm-up, epochs
     batch_size: int = 256                   # samples per step (per process under DDP)
+    episode_ways: int = 0                   # >0: N-way K-shot training batches (few-shot; batch = ways·shots)
+    episode_shots: int = 0                  # K of those episodes
     max_epochs: int = 20                    # epochs (ignored when max_steps > 0)
     max_steps: int = 0                      # optimiser steps; 0 = use max_epochs (HASeparator counts iterations)
     early_stopping_patience: int = 0        # epochs without val-loss improvement before stopping; 0 = off
@@ -93,7 +95,8 @@ class TrainConfig:
         for name in ("batch_size",):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("max_epochs", "max_steps", "early_stopping_patience", "warmup_epochs", "num_workers"):
+        for name in ("max_epochs", "max_steps", "early_stopping_patience", "warmup_epochs", "num_workers",
+                     "episode_ways", "episode_shots"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
         if self.max_epochs == 0 and self.max_steps == 0:

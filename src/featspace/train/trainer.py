@@ -60,7 +60,8 @@ def build_parts(config: TrainConfig) -> tuple[Any, torch.nn.Module, heads.Head]:
 
     bundle = data.load(config.dataset, data_dir=config.data_dir, download=config.download)
     datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
-                                 seed=config.seed, augment=config.augment, num_workers=config.num_workers)
+                                 seed=config.seed, augment=config.augment, num_workers=config.num_workers,
+                                 episode_ways=config.episode_ways, episode_shots=config.episode_shots)
     backbone = models.build_backbone(config.backbone, in_channels=bundle.in_channels,
                                      embedding_dim=config.embedding_dim, image_size=bundle.image_size[0],
                                      **config.backbone_params)
@@ -275,7 +276,9 @@ def evaluate_run(run_dir: str | Path, *, plots: bool = True) -> RunResult:
     module.on_load_checkpoint(state)
     previous: dict[str, float] = {}
     if (run_dir / "metrics.json").is_file():
-        previous = {k: v for k, v in read_json(run_dir / "metrics.json").items() if k in _TRAINING_KEYS}
+        # training facts and few-shot results are not recomputed here: keep them
+        previous = {k: v for k, v in read_json(run_dir / "metrics.json").items()
+                    if k in _TRAINING_KEYS or k.startswith("fewshot_")}
     metrics, written = _evaluate_and_save(module, datamodule, config, run_dir, previous, plots=plots)
     index = RunIndex(run_dir.parent)
     if index.get(run_dir.name) is not None:
