@@ -76,36 +76,30 @@ def _saved_bytes(fn) -> int:
     return total + out.numel() * out.element_size()
 
 
-def measure(module: nn.Module, b: int, d: int, c: int, device: str, repeats: int, *, call) -> dict[str, float]:
+def _inputs(b: int, d: int, c: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(b, d, generator=g).to(device).requires_grad_()
     y = torch.randint(0, c, (b,), generator=g).to(device)
-    module = module.to(device)
+    return x, y
 
-    def step():
-        loss = call(module, x, y)
-        loss.backward()
-        return loss
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+def _time_once(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    call(module, x, y).backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def _memory(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        step()
+        call(module, x, y).backward()
         torch.cuda.synchronize()
-        memory = torch.cuda.max_memory_allocated()
-    else:
-        memory = _saved_bytes(lambda: call(module, x, y))
-    return {"ms": statistics.median(times) * 1e3, "bytes": float(memory)}
+        return float(torch.cuda.max_memory_allocated())
+    return float(_saved_bytes(lambda: call(module, x, y)))
 
 
 def _bench_hparams(name: str, d: int, c: int) -> dict[str, object]:
@@ -120,29 +114,44 @@ def _bench_hparams(name: str, d: int, c: int) -> dict[str, object]:
 
 
 def run(shapes, names, device: str, repeats: int) -> list[dict[str, object]]:
+    """Time every head at every shape. Heads are timed round-robin (one step of each head, ``repeats``
+    times), so a change in machine load during the run affects every head alike and the ratios to
+    ``softmax`` stay fair on a shared machine; the median of each head's steps is reported."""
     rows = []
     for b, d, c in shapes:
-        results: dict[str, dict[str, float]] = {}
+        x, y = _inputs(b, d, c, device)
+        built: dict[str, tuple[nn.Module, object]] = {}
+        errors: dict[str, str] = {}
         for name in names:
             torch.manual_seed(0)
             try:
                 if name == "hasep_literal":
-                    module = LiteralHASeparator(heads.build("hasep", d, c))
-                    call = lambda m, x, y: m(x, y)  # noqa: E731
+                    module, call = LiteralHASeparator(heads.build("hasep", d, c)), lambda m, x, y: m(x, y)
                 elif name == "lace_svd":
                     from lace_svd_reference import LaceSVDReference
 
-                    module = LaceSVDReference(d, c)
-                    call = lambda m, x, y: m(x, y)  # noqa: E731
+                    module, call = LaceSVDReference(d, c), lambda m, x, y: m(x, y)
                 else:
                     module = heads.build(name, d, c, **_bench_hparams(name, d, c))
                     module.validate_inputs = False  # time the formula, not the input checks
                     call = lambda m, x, y: m(x, y).loss  # noqa: E731
-                results[name] = measure(module, b, d, c, device, repeats, call=call)
+                module = module.to(device)
+                for _ in range(3):  # warm-up
+                    call(module, x, y).backward()
+                built[name] = (module, call)
             except (ValueError, RuntimeError, ImportError) as err:
-                results[name] = {"ms": float("nan"), "bytes": float("nan"), "error": str(err).splitlines()[0]}
+                errors[name] = str(err).splitlines()[0]
+        times: dict[str, list[float]] = {name: [] for name in built}
+        for _ in range(repeats):
+            for name, (module, call) in built.items():
+                times[name].append(_time_once(module, call, x, y, device))
+        results = {name: {"ms": statistics.median(times[name]) * 1e3, "bytes": _memory(module, call, x, y, device)}
+                   for name, (module, call) in built.items()}
+        for name, err in errors.items():
+            results[name] = {"ms": float("nan"), "bytes": float("nan"), "error": err}
         base = results["softmax"]
-        for name, r in results.items():
+        for name in names:
+            r = results[name]
             rows.append({"device": device, "B": b, "d": d, "C": c, "head": name, **r,
                          "time_ratio": r["ms"] / base["ms"], "memory_ratio": r["bytes"] / base["bytes"]})
     return rows
@@ -169,7 +178,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=None, help="B,d,C triples")
     parser.add_argument("--heads", nargs="+", default=None)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "heads.json"))
     args = parser.parse_args(argv)
