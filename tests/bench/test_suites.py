@@ -9,8 +9,8 @@ from featspace.bench.suite import cell_hash, load_suite, parse_suite, suite_name
 from featspace.report.tables import Layout, parse_table
 from featspace.train import TrainConfig
 
-SHIPPED = ["hasep-grid", "hasep-grid-cifar10", "heads-fashion", "icv-fashion", "lace-ablation", "lace-table1-gpu",
-           "pod-ablation", "pod-table4-gpu"]
+SHIPPED = ["fewshot-table3", "fewshot-table4", "fewshot-table4-miniimagenet", "hasep-grid", "hasep-grid-cifar10",
+           "heads-fashion", "icv-fashion", "lace-ablation", "lace-table1-gpu", "pod-ablation", "pod-table4-gpu"]
 
 
 def test_shipped_suite_names():

@@ -69,7 +69,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plans = plan_suite(args.suite, seeds=args.seeds, overrides=args.set, root=args.root)
         for number, plan in enumerate(plans, start=1):
             labels = ", ".join(f"{k}={v}" for k, v in plan.cell.labels.items())
-            print(f"[{number}/{len(plans)}] {plan.cell.key}  {plan.action:<6}  {labels}, seed={plan.cell.seed}")
+            print(f"[{number}/{len(plans)}] {plan.cell.key}  {plan.action:<7}  {labels}, seed={plan.cell.seed}")
         return 0
     # SIGTERM (a scheduler's kill, `kill PID`) takes the same path as Ctrl-C: the current run is marked
     # interrupted and keeps its last checkpoint for the next invocation

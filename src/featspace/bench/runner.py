@@ -9,6 +9,13 @@ For each cell, in order (the first seed of every configuration, then the second,
 - an interrupted run without a checkpoint (killed in its first epoch), a failed run, or none: train afresh.
   The old row stays in the index as it was, so nothing is ever lost; reports read finished rows only.
 
+A suite with a ``fewshot`` section (see ``featspace.bench.suite``) has every run evaluated by
+``featspace.fewshot.evaluate_run`` right after its training. A finished run whose few-shot numbers are missing
+(killed during the evaluation, trained before the section was added, its ``metrics.json`` rewritten by
+``featspace eval``) or were measured with other settings (``fewshot.json`` records them) is planned as
+"fewshot": the next bench evaluates its checkpoint again without retraining. A failed evaluation is reported
+like a failed run; the run stays finished and the next invocation tries again.
+
 A per-cell lock file (``<root>/.locks/<suite>/<cell>.lock``, ``fcntl.flock``, released by the kernel when its
 process dies however it dies) keeps two benches started at once from training the same cell twice.
 
@@ -30,15 +37,17 @@ from typing import Any, TextIO
 from featspace.bench.suite import Cell, Suite, load_suite
 from featspace.train.runs import DEFAULT_ROOT, RunIndex, RunRecord
 
-__all__ = ["run_suite", "plan_suite", "CellPlan", "format_duration"]
+__all__ = ["run_suite", "plan_suite", "CellPlan", "format_duration", "fewshot_settings", "needs_fewshot"]
 
 TrainFn = Callable[..., Any]
+FewshotFn = Callable[..., Any]
 
 
 @dataclass
 class CellPlan:
     """What the bench will do with one cell: "skip" (finished), "busy" (running elsewhere), "resume" (from
-    ``record``'s checkpoint) or "train" (a fresh run)."""
+    ``record``'s checkpoint), "train" (a fresh run) or "fewshot" (finished, but its few-shot evaluation is
+    missing or stale: evaluate ``record``'s checkpoint, no training)."""
 
     cell: Cell
     action: str
@@ -49,11 +58,56 @@ def _checkpoint(record: RunRecord) -> Path:
     return Path(record.path) / "checkpoints" / "last.ckpt"
 
 
-def plan_cell(index: RunIndex, suite_name: str, cell: Cell) -> CellPlan:
-    """Decide what to do with one cell from the index's rows for (suite, cell)."""
+def fewshot_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A suite's ``fewshot`` section completed with ``evaluate_run``'s defaults for the settings it leaves out."""
+    import inspect
+
+    from featspace.bench.suite import FEWSHOT_KEYS
+    from featspace.fewshot.evaluate import evaluate_run
+
+    defaults = {name: p.default for name, p in inspect.signature(evaluate_run).parameters.items()
+                if name in FEWSHOT_KEYS}
+    return {**defaults, **settings}
+
+
+def needs_fewshot(record: RunRecord, settings: dict[str, Any]) -> bool:
+    """True when a finished run lacks the few-shot numbers ``settings`` (a suite's ``fewshot`` section) ask for:
+    no ``fewshot.json``, one made with other settings, or an index row without its ``fewshot_<method>_<K>shot``
+    keys (the report reads the index)."""
+    from featspace.io import read_json
+
+    wanted = fewshot_settings(settings)
+    methods = [str(m) for m in wanted["methods"]]
+    shots = [int(k) for k in wanted["shots"]]
+    metrics = record.metrics or {}
+    if any(f"fewshot_{m}_{k}shot" not in metrics for m in methods for k in shots):
+        return True
+    path = Path(record.path) / "fewshot.json"
+    try:
+        report = read_json(path)
+    except (OSError, ValueError):
+        return True
+    if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
+        return True
+    same = (report.get("shots") == shots and report.get("episodes") == wanted["episodes"]
+            and report.get("ways") == wanted["ways"] and report.get("queries") == wanted["queries"]
+            and report.get("norm") == wanted["norm"] and report.get("seed") == wanted["seed"]
+            and all(set(map(str, shots)) <= set(report["results"].get(m) or {}) for m in methods))
+    if same and "laplacianshot" in methods:
+        used = report.get("laplacianshot") or {}
+        same = (used.get("lam") == wanted["lam"] and used.get("knn") == wanted["knn"]
+                and used.get("rectify") == wanted["rectify"])
+    return not same
+
+
+def plan_cell(index: RunIndex, suite_name: str, cell: Cell, fewshot: dict[str, Any] | None = None) -> CellPlan:
+    """Decide what to do with one cell from the index's rows for (suite, cell); ``fewshot``: the suite's
+    few-shot settings (None: the suite has no few-shot evaluation)."""
     records = index.query(suite=suite_name, cell=cell.key)
     finished = [r for r in records if r.status == "finished"]
     if finished:
+        if fewshot is not None and needs_fewshot(finished[-1], fewshot):
+            return CellPlan(cell, "fewshot", finished[-1])
         return CellPlan(cell, "skip", finished[-1])
     running = [r for r in records if r.status == "running"]
     if running:
@@ -70,7 +124,8 @@ def plan_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = Non
     """What ``run_suite`` would do with every cell, without running anything."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     index = RunIndex(root)
-    return [plan_cell(index, suite.name, cell) for cell in suite.expand(seeds=seeds, overrides=list(overrides))]
+    return [plan_cell(index, suite.name, cell, suite.fewshot)
+            for cell in suite.expand(seeds=seeds, overrides=list(overrides))]
 
 
 @contextmanager
@@ -112,14 +167,16 @@ def _describe(cell: Cell) -> str:
 
 def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None,
               overrides: list[str] | tuple[str, ...] = (), root: str | Path = DEFAULT_ROOT,
-              train_fn: TrainFn | None = None, progress: bool = True, stream: TextIO | None = None,
-              ) -> list[RunRecord]:
+              train_fn: TrainFn | None = None, fewshot_fn: FewshotFn | None = None, progress: bool = True,
+              stream: TextIO | None = None) -> list[RunRecord]:
     """Run every cell of ``suite`` (a shipped name, a YAML path or a :class:`Suite`) that has not finished.
 
     seeds: a count (seeds 0..N-1) or a list; default: the suite's. overrides: ``key=value`` strings applied
     to every cell (they change the cell keys, so a bench with ``--set max_epochs=1`` is a different set of
     runs from the default one). root: the run root and its index. train_fn: ``featspace.train.train`` by
-    default; any callable with its signature (tests inject fakes). progress: one line per cell on ``stream``
+    default; any callable with its signature (tests inject fakes). fewshot_fn: ``featspace.fewshot.evaluate_run``
+    by default, called as ``fewshot_fn(run_dir, **suite.fewshot)`` after each run of a suite with a ``fewshot``
+    section and for finished runs that lack its numbers. progress: one line per cell on ``stream``
     (stderr by default) with an ETA from the runs trained in this invocation (or the suite's
     ``minutes_per_run`` before the first finishes); the runs' own progress bars only on a terminal.
 
@@ -129,6 +186,8 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if train_fn is None:
         from featspace.train import train as train_fn
+    if fewshot_fn is None and suite.fewshot is not None:
+        from featspace.fewshot.evaluate import evaluate_run as fewshot_fn
     root = Path(root)
     stream = stream if stream is not None else sys.stderr
     cells = suite.expand(seeds=seeds, overrides=list(overrides))
@@ -139,10 +198,29 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
         if progress:
             print(message, file=stream, flush=True)
 
-    plans = [plan_cell(index, suite.name, cell) for cell in cells]
+    plans = [plan_cell(index, suite.name, cell, suite.fewshot) for cell in cells]
     to_run = sum(p.action in ("train", "resume") for p in plans)
-    say(f"bench {suite.name}: {total} cells, {total - to_run} finished or running elsewhere, {to_run} to run "
-        f"under {root}")
+    to_evaluate = sum(p.action == "fewshot" for p in plans)
+    say(f"bench {suite.name}: {total} cells, {total - to_run - to_evaluate} finished or running elsewhere, "
+        f"{to_run} to run" + (f", {to_evaluate} to evaluate (few-shot)" if to_evaluate else "") + f" under {root}")
+
+    def evaluate(prefix: str, record: RunRecord) -> bool:
+        """The suite's few-shot evaluation of a finished run; False (reported) when it fails."""
+        assert fewshot_fn is not None and suite.fewshot is not None
+        say(f"{prefix}: few-shot evaluation of {record.id} ...")
+        started = time.time()
+        try:
+            fewshot_fn(record.path, **suite.fewshot)
+        except (KeyboardInterrupt, SystemExit):
+            say(f"{prefix}: few-shot evaluation interrupted; the next bench evaluates it again")
+            raise
+        except Exception as err:  # the run stays finished; the next invocation evaluates it again
+            say(f"{prefix}: few-shot evaluation FAILED after {time.time() - started:.0f} s: "
+                f"{type(err).__name__}: {err}")
+            return False
+        say(f"{prefix}: few-shot evaluation done in {time.time() - started:.0f} s")
+        return True
+
     durations: list[float] = []
     remaining = to_run
     failures = 0
@@ -156,12 +234,19 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
         if plan.action == "busy":
             say(f"{prefix}: running in another process ({plan.record.id if plan.record else ''}), skipped")
             continue
+        counted = plan.action in ("train", "resume")  # counted in `remaining`, the runs the ETA is about
         with _cell_lock(root, suite.name, cell.key) as locked:
             if not locked:
                 say(f"{prefix}: locked by another bench, skipped")
-                remaining -= 1
+                remaining -= counted
                 continue
-            plan = plan_cell(index, suite.name, cell)  # re-read under the lock: another bench may have finished it
+            # re-read under the lock: another bench may have finished (or evaluated) it
+            plan = plan_cell(index, suite.name, cell, suite.fewshot)
+            if plan.action == "fewshot" and plan.record is not None:
+                remaining -= counted
+                if not evaluate(prefix, plan.record):
+                    failures += 1
+                continue
             if plan.action in ("skip", "busy"):
                 say(f"{prefix}: {'finished' if plan.action == 'skip' else 'started'} by another bench, skipped")
                 remaining -= 1
@@ -189,13 +274,20 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
             else:
                 durations.append(time.time() - started)
                 say(f"{prefix}: done in {time.time() - started:.0f} s")
+                after = plan_cell(index, suite.name, cell, suite.fewshot)
+                if after.action == "fewshot" and after.record is not None and not evaluate(prefix, after.record):
+                    failures += 1
             remaining -= 1
 
     results = []
     for cell in cells:
-        plan = plan_cell(index, suite.name, cell)
+        plan = plan_cell(index, suite.name, cell, suite.fewshot)
         if plan.record is not None:
             results.append(plan.record)
     finished = sum(r.status == "finished" for r in results)
-    say(f"bench {suite.name}: {finished}/{total} cells finished" + (f", {failures} failed" if failures else ""))
+    unevaluated = 0
+    if suite.fewshot is not None:
+        unevaluated = sum(r.status == "finished" and needs_fewshot(r, suite.fewshot) for r in results)
+    say(f"bench {suite.name}: {finished}/{total} cells finished" + (f", {failures} failed" if failures else "")
+        + (f", {unevaluated} without their few-shot evaluation" if unevaluated else ""))
     return results

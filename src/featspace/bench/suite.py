@@ -24,6 +24,14 @@ and pass its path). Its fields::
     heatmaps: [...]                    # see featspace.report.build
     scatters: [...]
     figures: [...]
+    fewshot:                           # optional: few-shot evaluation of every run after its training
+      {shots: [1, 5], episodes: 2000, methods: [ncc], norm: cl2n}   # (featspace.fewshot.evaluate_run)
+
+``fewshot`` takes the keyword arguments of ``featspace.fewshot.evaluate_run`` that define what is measured:
+``shots``, ``episodes``, ``ways``, ``queries``, ``methods``, ``norm``, ``seed``, ``lam``, ``knn``, ``rectify``
+(unset ones keep ``evaluate_run``'s defaults). They are not part of the cell key: a finished run whose
+``fewshot.json`` lacks one of these settings' numbers, or was computed with other settings, is evaluated again
+by the next ``featspace bench`` without retraining (see ``featspace.bench.runner``).
 
 A choice of an axis is a plain value (it sets the config key named by the axis; its label is the value) or a
 mapping with an optional ``label``, an optional ``value`` (for the axis's key), an optional ``set`` mapping,
@@ -77,8 +85,10 @@ __all__ = [
 NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne")
 
 _SUITE_KEYS = {"name", "description", "source", "recipe", "set", "seeds", "minutes_per_run", "matrix", "axis_names",
-               "tables",
-               "heatmaps", "scatters", "figures", "notes"}
+               "tables", "heatmaps", "scatters", "figures", "notes", "fewshot"}
+
+#: the settings a suite's ``fewshot`` section may give, with what each must be (checked by ``_parse_fewshot``)
+FEWSHOT_KEYS = ("shots", "episodes", "ways", "queries", "methods", "norm", "seed", "lam", "knn", "rectify")
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,8 @@ class Suite:
     figures: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
     axis_names: dict[str, str] = field(default_factory=dict)
+    #: keyword arguments of ``featspace.fewshot.evaluate_run`` applied to every run after training (None: off)
+    fewshot: dict[str, Any] | None = None
     path: Path | None = None
 
     @property
@@ -357,6 +369,7 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
         figures=_as_list(raw.get("figures")),
         notes=str(raw.get("notes") or ""),
         axis_names={str(k): str(v) for k, v in (raw.get("axis_names") or {}).items()},
+        fewshot=_parse_fewshot(raw.get("fewshot"), where) if raw.get("fewshot") is not None else None,
         path=path,
     )
     for kind in ("tables", "heatmaps", "scatters", "figures"):
@@ -370,6 +383,57 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
                 raise ValueError(f"{where}: table {table.get('title', '')!r} uses unknown axis {missing[0]!r} in "
                                  f"'{key}'; axes: {', '.join(sorted(axis_names))}")
     return suite
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _parse_fewshot(raw: Any, where: str) -> dict[str, Any]:
+    """The ``fewshot`` section as ``evaluate_run`` keyword arguments (lists as tuples), checked here so that a
+    typo fails when the suite is loaded, not after the first hour of training."""
+    from featspace.fewshot.episodes import METHODS, NORMS
+
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: 'fewshot' must be a mapping of evaluate_run settings ({', '.join(FEWSHOT_KEYS)})")
+    unknown = sorted(set(raw) - set(FEWSHOT_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown fewshot setting(s) {', '.join(map(str, unknown))}; "
+                         f"valid: {', '.join(FEWSHOT_KEYS)}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "shots":
+            shots = value if isinstance(value, list) else [value]
+            if not shots or not all(_positive_int(k) for k in shots) or len(set(shots)) != len(shots):
+                raise ValueError(f"{where}: fewshot shots must be distinct positive integers, got {value!r}")
+            out[key] = tuple(shots)
+        elif key == "methods":
+            methods = value if isinstance(value, list) else [value]
+            bad = [m for m in methods if m not in METHODS]
+            if not methods or bad:
+                raise ValueError(f"{where}: fewshot methods must be among {', '.join(METHODS)}, got {value!r}")
+            out[key] = tuple(methods)
+        elif key == "norm":
+            if value not in NORMS:
+                raise ValueError(f"{where}: fewshot norm must be one of {', '.join(NORMS)}, got {value!r}")
+            out[key] = value
+        elif key in ("episodes", "ways", "queries", "knn"):
+            if not _positive_int(value):
+                raise ValueError(f"{where}: fewshot {key} must be a positive integer, got {value!r}")
+            out[key] = value
+        elif key == "seed":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{where}: fewshot seed must be an integer, got {value!r}")
+            out[key] = value
+        elif key == "lam":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{where}: fewshot lam must be a finite number, got {value!r}")
+            out[key] = float(value)
+        elif key == "rectify":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: fewshot rectify must be true or false, got {value!r}")
+            out[key] = value
+    return out
 
 
 def _as_list(value: Any) -> list[Any]:
