@@ -194,3 +194,36 @@ def test_report_of_run_directories(tmp_path):
     rows = list(csv.DictReader(io.StringIO(paths.csv.read_text())))
     softmax = next(r for r in rows if r["row"] == "softmax" and r["metric"] == "accuracy")
     assert float(softmax["mean"]) == pytest.approx(85.0) and softmax["n"] == "2"
+
+
+def test_fewshot_ci_shows_for_single_runs_and_std_over_seeds(tmp_path):
+    """A metric with ci_key: one run per cell shows ± its episodes' CI, several runs ± the std over seeds; the CSV
+    keeps the mean CI either way; the Markdown/HTML captions say which ± is which."""
+    raw = {"name": "fs-ci", "recipe": "digits-demo", "seeds": 2,
+           "matrix": {"head": [{"label": "SCE", "head": "softmax"}, {"label": "NCA", "head": "nca"}]},
+           "tables": [{"title": "Table 4", "rows": ["head"],
+                       "metrics": [{"key": "fewshot_ncc_1shot", "name": "1-shot (%)", "scale": 100, "format": ".2f",
+                                    "ci_key": "fewshot_ncc_1shot_ci95"}],
+                       "paper": {"source": "003 Table 4", "rows": {"SCE": [63.85], "NCA": [63.95]}}}]}
+    suite = parse_suite(raw)
+    index = RunIndex(tmp_path)
+    numbers = {("SCE", 0): (0.60, 0.004), ("SCE", 1): (0.62, 0.006), ("NCA", 0): (0.55, 0.005)}
+    for cell in suite.expand():
+        if (cell.labels["head"], cell.seed) not in numbers:
+            continue  # NCA has one run only
+        mean, ci = numbers[(cell.labels["head"], cell.seed)]
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        index.finish(run_id, {"fewshot_ncc_1shot": mean, "fewshot_ncc_1shot_ci95": ci})
+    report, _ = collect_report(suite, root=tmp_path)
+    table = report.tables[0]
+    assert table.text(0, 0) == f"61.00 ± {statistics.stdev([60.0, 62.0]):.2f} (2)"  # SCE: std over two seeds
+    assert table.text(1, 0) == "55.00 ± 0.50 (1)"  # NCA: one run, ± its CI
+    assert table.cells[0][0].ci == pytest.approx(0.5) and table.text(0, 1) == "63.85"
+    assert "the 95% confidence interval of its episodes" in table.caption
+    paths = build_report(suite, root=tmp_path, out_dir=tmp_path / "report")
+    rows = {(r["row"], r["source"]): r for r in csv.DictReader(io.StringIO(paths.csv.read_text()))}
+    assert float(rows[("SCE", "ours")]["ci95"]) == pytest.approx(0.5) and rows[("SCE", "paper")]["ci95"] == ""
+    assert "55.00 ± 0.50" in paths.markdown.read_text() and "55.00 ± 0.50" in paths.html.read_text()
+    # a metric without a CI key is untouched: a single run shows its mean alone
+    assert math.isnan(Stat(1.0, n=1).ci)

@@ -61,6 +61,15 @@ DEFAULT_METRICS = [
     {"key": "davies_bouldin", "name": "Davies-Bouldin", "format": ".2f", "higher_is_better": False},
     {"key": "d_em", "name": "D_EM (deg)", "format": ".1f"},
     {"key": "d_kl", "name": "D_KL", "format": ".2f"},
+    # few-shot runs (featspace fewshot / a suite's fewshot section): ± of a single run is its episodes' 95% CI
+    {"key": "fewshot_ncc_1shot", "name": "NCC 1-shot (%)", "scale": 100, "format": ".2f",
+     "ci_key": "fewshot_ncc_1shot_ci95"},
+    {"key": "fewshot_ncc_5shot", "name": "NCC 5-shot (%)", "scale": 100, "format": ".2f",
+     "ci_key": "fewshot_ncc_5shot_ci95"},
+    {"key": "fewshot_laplacianshot_1shot", "name": "LaplacianShot 1-shot (%)", "scale": 100, "format": ".2f",
+     "ci_key": "fewshot_laplacianshot_1shot_ci95"},
+    {"key": "fewshot_laplacianshot_5shot", "name": "LaplacianShot 5-shot (%)", "scale": 100, "format": ".2f",
+     "ci_key": "fewshot_laplacianshot_5shot_ci95"},
 ]
 
 _CELL_SEED = re.compile(r"^(?P<group>.+)-s(?P<seed>-?\d+)$")

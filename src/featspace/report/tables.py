@@ -15,6 +15,7 @@ A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspa
             scale: 1                                  # multiply before display (100 for percent)
             higher_is_better: true                    # which end is bold
             key_when: [{where: {head_params.normalize: true}, key: ncc_accuracy_cosine}]
+            ci_key: null                              # a per-run 95% CI half-width (few-shot episodes)
         paper:
           source: "001 Table 1"
           rows: {"Cross entropy": [0.746, 0.869, "0.814 ± 0.01", null]}
@@ -30,7 +31,12 @@ and metric, column combinations outermost, in the units the table displays (afte
 ``"mean ± std"`` string, or null. A paper column appears beside each of our columns that has a paper number.
 
 Cells show mean ± sample std (ddof = 1) over the runs of a cell, with the count n (in the caption when every
-cell has the same n). Per column, the best mean is bold and the second best underlined, as the papers mark
+cell has the same n). A metric with a ``ci_key`` (``fewshot_ncc_1shot_ci95`` beside ``fewshot_ncc_1shot``: the
+half-width of the 95% confidence interval of one run's episode mean) shows, in a cell of a single run, that
+interval instead of the missing std; a cell of several runs keeps the std over seeds (the spread that matters
+once there are seeds), and results.csv has the mean CI of every cell in its ``ci95`` column.
+
+Per column, the best mean is bold and the second best underlined, as the papers mark
 them; values equal at the displayed precision share their rank. Paper columns are ranked among themselves.
 """
 
@@ -66,7 +72,7 @@ __all__ = [
 ]
 
 _TABLE_KEYS = {"title", "rows", "columns", "where", "metrics", "paper", "corner", "note"}
-_METRIC_KEYS = {"key", "name", "format", "scale", "higher_is_better", "key_when"}
+_METRIC_KEYS = {"key", "name", "format", "scale", "higher_is_better", "key_when", "ci_key"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ class MetricSpec:
     scale: float = 1.0
     higher_is_better: bool = True
     key_when: tuple[tuple[tuple[tuple[str, Any], ...], str], ...] = ()
+    ci_key: str | None = None
 
     def key_for(self, config: dict[str, Any]) -> str:
         """The metric key to read for a run with this config (``key_when``'s first match, else ``key``)."""
@@ -91,11 +98,13 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class Stat:
-    """A cell: mean and sample std of ``n`` values (std NaN for n < 2); ``n`` None for a published number."""
+    """A cell: mean and sample std of ``n`` values (std NaN for n < 2); ``n`` None for a published number.
+    ``ci``: the mean over the runs of their own 95% CI half-widths (a metric with a ``ci_key``), else NaN."""
 
     mean: float
     std: float = math.nan
     n: int | None = None
+    ci: float = math.nan
 
 
 @dataclass
@@ -268,7 +277,8 @@ def _parse_metric(raw: Any, title: str) -> MetricSpec:
         key_when.append((tuple(rule["where"].items()), str(rule["key"])))
     spec = MetricSpec(key=str(raw["key"]), name=str(raw.get("name") or raw["key"]),
                       format=str(raw.get("format", ".3f")), scale=float(raw.get("scale", 1.0)),
-                      higher_is_better=bool(raw.get("higher_is_better", True)), key_when=tuple(key_when))
+                      higher_is_better=bool(raw.get("higher_is_better", True)), key_when=tuple(key_when),
+                      ci_key=str(raw["ci_key"]) if raw.get("ci_key") else None)
     try:
         spec.fmt(1.0)
     except ValueError:
@@ -417,11 +427,18 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
                 row.append(values[position] if position < len(values) else None)
                 continue
             found = []
+            intervals = []
             for run in placed.get((row_key, column.labels), []):
                 value = _finite(run.metrics.get(column.metric.key_for(run.config)))
                 if value is not None:
                     found.append(value * column.metric.scale)
-            row.append(_stat(found))
+                    interval = _finite(run.metrics.get(column.metric.ci_key)) if column.metric.ci_key else None
+                    if interval is not None:
+                        intervals.append(interval * column.metric.scale)
+            stat = _stat(found)
+            if stat is not None and intervals and len(intervals) == len(found):
+                stat = Stat(stat.mean, stat.std, stat.n, math.fsum(intervals) / len(intervals))
+            row.append(stat)
         cells.append(row)
     ranks_by_column = [rank_column([cells[r][c] for r in range(len(row_keys))], col.metric)
                        for c, col in enumerate(columns)]
@@ -443,6 +460,11 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
                      else "one run per cell" if n == 1 else "mean ± std over the runs of each cell (n in brackets)")
     else:
         parts.append("no finished runs yet")
+    with_ci = [s for r in cells for s, c in zip(r, columns) if c.source == "ours" and s is not None
+               and not math.isnan(s.ci)]
+    if any(s.n == 1 for s in with_ci):
+        parts.append("± of a single run: the 95% confidence interval of its episodes" if n == 1 else
+                     "± is the std over seeds, or for a cell of one run the 95% confidence interval of its episodes")
     if spec.paper:
         parts.append(f"paper: {spec.paper.source}")
     parts.append("bold: best, underlined: second best per column")
@@ -453,12 +475,15 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
 
 
 def format_stat(stat: Stat | None, metric: MetricSpec, *, show_n: bool = False) -> str:
-    """``0.871 ± 0.004`` (``(3)`` appended with show_n); ``-`` for a missing cell."""
+    """``0.871 ± 0.004`` (``(3)`` appended with show_n); ``-`` for a missing cell. The ± is the std over the
+    runs, or for a single run with a CI (``Stat.ci``) that interval."""
     if stat is None:
         return "-"
     text = metric.fmt(stat.mean)
     if not math.isnan(stat.std):
         text += f" ± {metric.fmt(stat.std)}"
+    elif stat.n == 1 and not math.isnan(stat.ci):
+        text += f" ± {metric.fmt(stat.ci)}"
     if show_n and stat.n is not None:
         text += f" ({stat.n})"
     return text
@@ -493,10 +518,11 @@ def table_to_markdown(table: Table) -> str:
 
 
 def tables_to_csv(tables: list[Table]) -> str:
-    """Every cell of every table in long form: table, row, column, metric, source, mean, std, n."""
+    """Every cell of every table in long form: table, row, column, metric, source, mean, std, n, ci95 (the mean
+    of the runs' own 95% CI half-widths, for metrics with a ``ci_key``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["table", "row", "column", "metric", "metric_name", "source", "mean", "std", "n"])
+    writer.writerow(["table", "row", "column", "metric", "metric_name", "source", "mean", "std", "n", "ci95"])
     for table in tables:
         for r in range(len(table.row_labels)):
             for c, column in enumerate(table.columns):
@@ -505,7 +531,8 @@ def tables_to_csv(tables: list[Table]) -> str:
                     continue
                 writer.writerow([table.title, table.row_name(r), " / ".join(x for x in column.labels if x),
                                  column.metric.key, column.metric.name, column.source, repr(stat.mean),
-                                 "" if math.isnan(stat.std) else repr(stat.std), "" if stat.n is None else stat.n])
+                                 "" if math.isnan(stat.std) else repr(stat.std), "" if stat.n is None else stat.n,
+                                 "" if math.isnan(stat.ci) else repr(stat.ci)])
     return buffer.getvalue()
 
 
