@@ -164,7 +164,8 @@ def test_real_bench_on_fewshot_digits_evaluates_each_run_once(tmp_path):
 
     suite = parse_suite({"name": "fs-real", "recipe": "digits-demo",
                          "set": {"dataset": "fewshot_digits", "max_epochs": 1, "tsne": False, "val_fraction": 0.0,
-                                 "episode_ways": 5, "episode_shots": 8},
+                                 "episode_ways": 5, "episode_shots": 8,
+                                 "backbone_params": {"widths": [8, 16, 16], "hidden": 32}},
                          "matrix": {"head": [{"label": "SCE⊕NCA", "head": "directsum"}]},
                          "fewshot": {"shots": [1, 5], "episodes": 200, "norm": "cl2n"}})
     records = run_suite(suite, root=tmp_path, train_fn=functools.partial(train, plots=False), progress=False)
