@@ -44,8 +44,9 @@ def check_bundle(bundle, n_train, n_test, channels, size, num_classes):
 
 def test_registry_lists_every_dataset_with_a_description():
     expected = ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "svhn", "imagefolder"]
-    assert sorted(data.names()) == sorted(expected)
-    for name in expected:
+    fewshot = [f"fewshot_{s}" for s in ("mini_imagenet", "tiered_imagenet", "cub", "cifar_fs", "fashion", "digits")]
+    assert sorted(data.names()) == sorted(expected + fewshot)
+    for name in expected + fewshot:
         line = data.describe(name)
         assert line and "\n" not in line
 

@@ -439,7 +439,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
 
 
-def _safe_unpickle(path: Path) -> dict:
+def safe_unpickle(path: Path) -> dict:
+    """A CIFAR-style python pickle (a dict of numpy arrays and lists), refusing anything that could run code."""
     with open(path, "rb") as f:
         obj = _NumpyOnlyUnpickler(io.BufferedReader(f), encoding="latin1").load()
     if not isinstance(obj, dict):
@@ -478,7 +479,7 @@ def _load_cifar(name: str, tv_class_name: str, root: Path, download: bool, coars
         try:
             train_t = (train_t[0], _coarse_labels([folder / f for f, _ in tv_class.train_list]))
             test_t = (test_t[0], _coarse_labels([folder / f for f, _ in tv_class.test_list]))
-            class_names = [str(n) for n in _safe_unpickle(folder / tv_class.meta["filename"])["coarse_label_names"]]
+            class_names = [str(n) for n in safe_unpickle(folder / tv_class.meta["filename"])["coarse_label_names"]]
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as err:
             raise _not_found(name, files, [folder], how, f"cannot read the coarse labels: {err}") from err
     augment = "crop_flip"
@@ -488,7 +489,7 @@ def _load_cifar(name: str, tv_class_name: str, root: Path, download: bool, coars
 def _coarse_labels(paths: list[Path]) -> Tensor:
     labels: list[int] = []
     for path in paths:
-        labels.extend(int(v) for v in _safe_unpickle(path)["coarse_labels"])
+        labels.extend(int(v) for v in safe_unpickle(path)["coarse_labels"])
     return torch.tensor(labels, dtype=torch.int64)
 
 

@@ -110,9 +110,7 @@ def evaluate_run(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes
     """
     from featspace.io import read_json, write_json
     from featspace.train import read_config
-    from featspace.train.checkpoint_io import load_checkpoint
-    from featspace.train.module import FeatureModule
-    from featspace.train.trainer import build_parts
+    from featspace.train.trainer import load_trained
 
     if norm not in NORMS:
         raise ValueError(f"unknown feature normalization {norm!r}; valid: {', '.join(NORMS)}")
@@ -129,14 +127,7 @@ def evaluate_run(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes
     # the split's own hold-out seed (0), not the run's: the same split object the training path loaded
     fewshot = load_split(split_name, data_dir=data_dir or config.data_dir)
 
-    checkpoints = run_dir / "checkpoints"
-    chosen = checkpoints / ("best.ckpt" if config.early_stopping_patience else "last.ckpt")
-    if not chosen.is_file():
-        chosen = checkpoints / "last.ckpt"
-    state = load_checkpoint(chosen)
-    _, backbone, head = build_parts(config)
-    module = FeatureModule(backbone, head, config, steps_per_epoch=1)
-    module.load_state_dict(state["state_dict"])
+    module, _, chosen = load_trained(run_dir, config)
     device = torch.device(device) if device is not None else _default_device()
     module.to(device)
 
@@ -161,7 +152,7 @@ def evaluate_run(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes
         "laplacianshot": {"lam": lam, "knn": knn, "rectify": rectify} if "laplacianshot" in methods else None,
         "novel_classes": list(fewshot.test.class_names), "novel_samples": int(labels.numel()),
         "feature_dim": int(features.shape[1]), "results": results,
-        "discriminant": _discriminant(features, labels, head),
+        "discriminant": _discriminant(features, labels, module.head),
     }
     if write:
         write_json(run_dir / "fewshot.json", report)

@@ -53,7 +53,6 @@ object), so evaluating a run does not decode the images twice; treat its tensors
 from __future__ import annotations
 
 import csv
-import io
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -66,7 +65,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from featspace.data.datasets import DatasetBundle, DatasetNotFoundError, channel_stats, default_data_dir
+from featspace.data.datasets import (
+    DatasetBundle,
+    DatasetNotFoundError,
+    channel_stats,
+    default_data_dir,
+    safe_unpickle,
+)
 from featspace.data.split import stratified_split
 
 __all__ = [
@@ -467,28 +472,6 @@ def _id_table(path: Path) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-FS
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """The CIFAR-100 python batches hold dicts, lists, strings and numpy arrays; refuse anything else, so a
-    crafted file cannot run code."""
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
-
-
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        obj = _NumpyOnlyUnpickler(io.BufferedReader(handle), encoding="latin1").load()
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")
-    return obj
-
-
 @_register("cifar_fs", "CIFAR-FS (Bertinetto et al.): CIFAR-100 in 64/16/20 classes, 32 px",
            ("CIFAR-FS", "cifar-fs", "cifar_fs", "CIFAR_FS", "cifar100", "CIFAR100"), 32)
 def _load_cifar_fs(*, data_dir: Any, folders: Sequence[str], image_size: int, holdout_fraction: float | None,
@@ -524,8 +507,8 @@ def _load_cifar_fs(*, data_dir: Any, folders: Sequence[str], image_size: int, ho
                 for part, (paths, labels, classes) in parts.items()}
     elif pickle_dir is not None:
         try:
-            fine_names = [str(n) for n in _unpickle(pickle_dir / "meta")["fine_label_names"]]
-            batches = [_unpickle(pickle_dir / f) for f in ("train", "test")]
+            fine_names = [str(n) for n in safe_unpickle(pickle_dir / "meta")["fine_label_names"]]
+            batches = [safe_unpickle(pickle_dir / f) for f in ("train", "test")]
             data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
             fine = np.concatenate([np.asarray(b["fine_labels"], dtype=np.int64) for b in batches])
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as err:

@@ -34,7 +34,7 @@ from featspace.train.history import HistoryWriter
 from featspace.train.module import FeatureModule
 from featspace.train.runs import DEFAULT_ROOT, RunIndex, new_run_dir
 
-__all__ = ["RunResult", "train", "evaluate_run", "build_parts", "read_config"]
+__all__ = ["RunResult", "train", "evaluate_run", "build_parts", "load_trained", "read_config"]
 
 
 @dataclass
@@ -259,11 +259,13 @@ def _evaluate_and_save(module: FeatureModule, datamodule: Any, config: TrainConf
     return metrics, written
 
 
-def evaluate_run(run_dir: str | Path, *, plots: bool = True) -> RunResult:
-    """Re-evaluate a finished run from its config and checkpoint (``featspace eval RUN_DIR``)."""
-    _quiet_lightning()
+def load_trained(run_dir: str | Path, config: TrainConfig | None = None) -> tuple[FeatureModule, Any, Path]:
+    """The trained model of a run: (module with its weights, the run's data module, the checkpoint read).
+
+    The weights are those a run is evaluated with: ``best.ckpt`` (lowest validation loss) when the run
+    used early stopping, as the LACE recipe does, else ``last.ckpt``."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
+    config = config or read_config(run_dir)
     checkpoints = run_dir / "checkpoints"
     chosen = checkpoints / ("best.ckpt" if config.early_stopping_patience else "last.ckpt")
     if not chosen.is_file():
@@ -274,6 +276,15 @@ def evaluate_run(run_dir: str | Path, *, plots: bool = True) -> RunResult:
     module = FeatureModule(backbone, head, config, steps_per_epoch=1)
     module.load_state_dict(state["state_dict"])
     module.on_load_checkpoint(state)
+    return module, datamodule, chosen
+
+
+def evaluate_run(run_dir: str | Path, *, plots: bool = True) -> RunResult:
+    """Re-evaluate a finished run from its config and checkpoint (``featspace eval RUN_DIR``)."""
+    _quiet_lightning()
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    module, datamodule, _ = load_trained(run_dir, config)
     previous: dict[str, float] = {}
     if (run_dir / "metrics.json").is_file():
         # training facts and few-shot results are not recomputed here: keep them
