@@ -69,7 +69,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     proc = subprocess.Popen(_cli("train", "digits-demo", "--run-dir", str(killed), *overrides),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     history = killed / "history.csv"
-    deadline = time.time() + 240
+    deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if history.is_file() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
             break
