@@ -23,7 +23,7 @@ import io
 import os
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,11 +253,14 @@ def _bundle(
     )
 
 
-def _not_found(name: str, looked_for: list[str], tried: list[Path], how: str, cause: str = "") -> DatasetNotFoundError:
-    lines = [f"dataset {name!r} not found or unreadable."]
+def not_found_error(name: str, looked_for: str | Sequence[str], tried: Sequence[Path], how: str, cause: str = "",
+                    *, kind: str = "dataset") -> DatasetNotFoundError:
+    """The error for missing or unreadable files: what (``kind`` ``name``) was looked for, where, the problem
+    found, and how to get the files. Shared with the few-shot splits (``kind="few-shot split"``)."""
+    lines = [f"{kind} {name!r} not found or unreadable."]
     if cause:
         lines.append(f"  problem: {cause}")
-    lines.append(f"  looked for: {', '.join(looked_for)}")
+    lines.append(f"  looked for: {looked_for if isinstance(looked_for, str) else ', '.join(looked_for)}")
     lines.append("  in: " + "; ".join(str(p) for p in tried))
     lines.append(f"  how to get it: {how}")
     return DatasetNotFoundError("\n".join(lines))
@@ -383,7 +386,7 @@ def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool
             test = tv_class(str(root), train=False, download=fetch)
         except Exception as err:  # torchvision raises RuntimeError, AssertionError, URLError, ... here
             cause = f"torchvision's {tv_class_name} failed: {type(err).__name__}: {err}"
-            raise _not_found(name, stems, tried, how, cause) from err
+            raise not_found_error(name, stems, tried, how, cause) from err
         return _bundle(name, (train.data.unsqueeze(1), train.targets), (test.data.unsqueeze(1), test.targets),
                        list(train.classes), augment="none", source=str(raw))
 
@@ -396,7 +399,7 @@ def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool
         try:
             splits = _load_idx_dir(directory)
         except (OSError, ValueError) as err:
-            raise _not_found(name, stems, tried, how, f"{err}") from err
+            raise not_found_error(name, stems, tried, how, f"{err}") from err
         if splits is not None:
             return _bundle(name, splits[0], splits[1], list(tv_class.classes), augment="none",
                            source=str(directory))
@@ -404,7 +407,7 @@ def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool
         return through_torchvision(fetch=True)
     partial = _missing(raw, stems) if raw.is_dir() else []
     cause = f"{raw} lacks {', '.join(partial)}" if partial else ""
-    raise _not_found(name, [f"{s}[.gz]" for s in stems], tried, how, cause)
+    raise not_found_error(name, [f"{s}[.gz]" for s in stems], tried, how, cause)
 
 
 @_register("mnist", "MNIST handwritten digits, 28×28 grayscale, 60k train / 10k test, 10 classes")
@@ -458,7 +461,7 @@ def _load_cifar(name: str, tv_class_name: str, root: Path, download: bool, coars
            f"({tv_class.url}) into {root} so that {folder} holds {', '.join(files)}")
     missing = _missing(folder, files)
     if missing and not download:
-        raise _not_found(name, files, [folder], how, f"missing {', '.join(missing)}")
+        raise not_found_error(name, files, [folder], how, f"missing {', '.join(missing)}")
     try:
         train = tv_class(str(root), train=True, download=download)
         test = tv_class(str(root), train=False, download=download)
@@ -466,7 +469,7 @@ def _load_cifar(name: str, tv_class_name: str, root: Path, download: bool, coars
         cause = f"torchvision's {tv_class_name} failed: {type(err).__name__}: {err}"
         if not missing:
             cause += " (the files exist, so at least one is corrupt or not the official release)"
-        raise _not_found(name, files, [folder], how, cause) from err
+        raise not_found_error(name, files, [folder], how, cause) from err
 
     def as_tensors(ds: object) -> tuple[Tensor, Tensor]:
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)  # HWC -> CHW
@@ -481,7 +484,7 @@ def _load_cifar(name: str, tv_class_name: str, root: Path, download: bool, coars
             test_t = (test_t[0], _coarse_labels([folder / f for f, _ in tv_class.test_list]))
             class_names = [str(n) for n in safe_unpickle(folder / tv_class.meta["filename"])["coarse_label_names"]]
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as err:
-            raise _not_found(name, files, [folder], how, f"cannot read the coarse labels: {err}") from err
+            raise not_found_error(name, files, [folder], how, f"cannot read the coarse labels: {err}") from err
     augment = "crop_flip"
     return _bundle(name, train_t, test_t, class_names, augment=augment, source=str(folder))
 
@@ -523,14 +526,14 @@ def _load_svhn(root: Path, download: bool = False) -> DatasetBundle:
            "http://ufldl.stanford.edu/housenumbers/ in " + str(root))
     if folder is None and not download:
         missing = _missing(root, files)
-        raise _not_found("svhn", files, candidates, how, f"missing {', '.join(missing)}")
+        raise not_found_error("svhn", files, candidates, how, f"missing {', '.join(missing)}")
     folder = folder or root
     try:
         train = datasets.SVHN(str(folder), split="train", download=download)
         test = datasets.SVHN(str(folder), split="test", download=download)
     except Exception as err:  # torchvision: RuntimeError on a failed checksum, scipy errors on a bad .mat, ...
         cause = f"torchvision's SVHN failed: {type(err).__name__}: {err}"
-        raise _not_found("svhn", files, [folder], how, cause) from err
+        raise not_found_error("svhn", files, [folder], how, cause) from err
 
     def as_tensors(ds: object) -> tuple[Tensor, Tensor]:
         return torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(np.asarray(ds.labels, np.int64))
@@ -563,7 +566,7 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
     looked_for = ["train/<class>/<images>", "test/<class>/<images> or val/<class>/<images>"]
     if not train_dir.is_dir() or not test_dir.is_dir():
         absent = [str(d) for d in (train_dir, test_dir) if not d.is_dir()]
-        raise _not_found("imagefolder", looked_for, [root], how, f"missing {' and '.join(absent)}")
+        raise not_found_error("imagefolder", looked_for, [root], how, f"missing {' and '.join(absent)}")
     transform = transforms.Compose([
         transforms.Resize((image_size, image_size), antialias=True),
         transforms.PILToTensor(),
@@ -591,7 +594,7 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
         splits = [_stack_folder(train), _stack_folder(test)]
     except (OSError, ValueError, RuntimeError) as err:  # no images, unreadable file, unknown class, ...
         cause = f"{type(err).__name__}: {err}"
-        raise _not_found("imagefolder", looked_for, [train_dir, test_dir], how, cause) from err
+        raise not_found_error("imagefolder", looked_for, [train_dir, test_dir], how, cause) from err
     return _bundle("imagefolder", splits[0], splits[1], list(train.classes), augment="crop_flip", source=str(root))
 
 

@@ -53,6 +53,7 @@ object), so evaluating a run does not decode the images twice; treat its tensors
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -70,6 +71,7 @@ from featspace.data.datasets import (
     DatasetNotFoundError,
     channel_stats,
     default_data_dir,
+    not_found_error,
     safe_unpickle,
 )
 from featspace.data.split import stratified_split
@@ -248,19 +250,12 @@ def load_bundle(name: str, *, data_dir: str | os.PathLike[str] | None = None, im
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+_not_found = functools.partial(not_found_error, kind="few-shot split")
+
+
 def _roots(data_dir: str | os.PathLike[str] | None, folders: Sequence[str]) -> list[Path]:
     base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     return [base, *(base / f for f in folders)]
-
-
-def _not_found(name: str, looked_for: str, tried: Sequence[Path], how: str, cause: str = "") -> DatasetNotFoundError:
-    lines = [f"few-shot split {name!r} not found or unreadable."]
-    if cause:
-        lines.append(f"  problem: {cause}")
-    lines.append(f"  looked for: {looked_for}")
-    lines.append("  in: " + "; ".join(str(p) for p in tried))
-    lines.append(f"  how to get it: {how}")
-    return DatasetNotFoundError("\n".join(lines))
 
 
 def _check_memory(name: str, count: int, channels: int, size: int, max_bytes: int) -> None:
