@@ -152,7 +152,7 @@ def test_progress_lines_count_and_eta(tmp_path):
     assert lines[0].startswith("bench tiny: 4 cells, 0 finished or running elsewhere, 4 to run")
     starts = [line for line in lines if "training ... ETA" in line]
     assert [line.split()[0] for line in starts] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
-    assert starts[0].endswith("ETA 00:02")  # before any run finished: 4 x minutes_per_run 0.5
+    assert starts[0].endswith("ETA 2 min")  # before any run finished: 4 x minutes_per_run 0.5
     assert lines[-1] == "bench tiny: 4/4 cells finished"
     stream = io.StringIO()
     run_suite(tiny_suite(), root=tmp_path, train_fn=FakeTrain(), stream=stream)
@@ -160,9 +160,9 @@ def test_progress_lines_count_and_eta(tmp_path):
 
 
 def test_format_duration():
-    assert format_duration(0) == "00:00"
-    assert format_duration(59) == "00:01"
-    assert format_duration(3600 + 61) == "01:02"
+    assert format_duration(0) == "0 min"
+    assert format_duration(59) == "1 min"
+    assert format_duration(3600 + 61) == "1 h 02 min"
 
 
 KILL_SCRIPT = textwrap.dedent("""

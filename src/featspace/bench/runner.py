@@ -155,9 +155,9 @@ def _cell_lock(root: Path, suite_name: str, cell_key: str) -> Iterator[bool]:
 
 
 def format_duration(seconds: float) -> str:
-    """``hh:mm`` (rounded up to the minute) for an ETA."""
+    """An ETA, rounded up to the minute: ``"44 min"``, ``"2 h 08 min"`` (never ``00:44``, which reads as seconds)."""
     minutes = max(0, int(-(-seconds // 60)))
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def _describe(cell: Cell) -> str:
@@ -258,7 +258,7 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
             else:
                 eta = None
             what = f"resuming {plan.record.id}" if plan.action == "resume" and plan.record else "training"
-            say(f"{prefix}: {what} ... ETA {format_duration(eta) if eta is not None else '--:--'}")
+            say(f"{prefix}: {what} ... ETA {format_duration(eta) if eta is not None else 'unknown'}")
             started = time.time()
             try:
                 if plan.action == "resume" and plan.record is not None:
