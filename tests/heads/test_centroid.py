@@ -140,6 +140,8 @@ def test_icv_exposes_its_centroids_and_optimizer_sees_them():
     assert isinstance(head.centroids, torch.nn.Parameter) and head.centroids.shape == (4, 5)
     assert any(p is head.centroids for p in head.parameters())
     assert torch.equal(head.learned_centroids(), head.centroids.detach())
+    # λ = 0 (cross entropy alone): no loss reads the centroids, so none are offered for NCC or plots
+    assert heads.build("icv", 5, 4, lam=0.0).learned_centroids() is None
 
 
 # -------------------------------------------------------------------------------------- center

@@ -116,7 +116,8 @@ class IcvHead(LinearClassifier):
     columns, where the embedding itself is normalised to unit length (Section 3.2-3.3) before everything that
     reads it, so both the classifier and the variance term see x/‖x‖ (the centroids are not normalised, they
     learn the mean of unit vectors). ``feature_space`` returns that normalised embedding, the space the
-    centroids live in; ``predict`` is the classifier's scores, ``learned_centroids`` the centroids.
+    centroids live in; ``predict`` is the classifier's scores, ``learned_centroids`` the centroids (``None``
+    when λ = 0).
     """
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 1.0, normalize: bool = False) -> None:
@@ -135,8 +136,10 @@ class IcvHead(LinearClassifier):
     def scores(self, embeddings: Tensor) -> Tensor:
         return super().scores(self.feature_space(embeddings))
 
-    def learned_centroids(self) -> Tensor:
-        return self.centroids.detach()
+    def learned_centroids(self) -> Tensor | None:
+        # with λ = 0 (the paper's cross-entropy rows) no loss reads the centroids: they never leave their
+        # random initialisation, so they are not offered for nearest-centroid scoring or plots
+        return self.centroids.detach() if self.lam > 0 else None
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         y = labels.long()

@@ -95,8 +95,9 @@ def save_embeddings(path: Path, head: Head, train: Embeddings, test: Embeddings)
 
 def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Path | None,
                centroid_history: Tensor | None, class_names: list[str] | None, tsne: bool = True,
-               seed: int = 0, title: str = "") -> list[Path]:
-    """Every figure of a run; returns the written paths."""
+               seed: int = 0, title: str = "", centroid_source: str = "learned") -> list[Path]:
+    """Every figure of a run; returns the written paths. centroid_history [E, C, d]: per epoch, the head's
+    centroids (``centroid_source="learned"``) or the class means of the epoch's embeddings (``"class_means"``)."""
     from featspace.metrics import angular_separation
     from featspace.report import plots
 
@@ -111,8 +112,10 @@ def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Pat
         written.append(plots.plot_embeddings_2d(test.feature_space, test.labels, plot_dir / "feature_space.png",
                                                 class_names=class_names, title=f"{title} head feature space"))
     if centroid_history is not None and len(centroid_history) > 0:
+        what = ("class means of each epoch's training embeddings" if centroid_source == "class_means"
+                else "learned centroids after each epoch")
         written.append(plots.plot_centroid_history(centroid_history, plot_dir / "centroids_per_epoch.png",
-                                                   class_names=class_names))
+                                                   class_names=class_names, title=f"{title}: {what}"))
     separation = angular_separation(test.embeddings, test.labels, seed=seed)
     written.append(plots.plot_angle_histograms(separation, plot_dir / "angles.png", title=f"{title} pair angles"))
     if history_csv is not None and history_csv.exists():

@@ -49,8 +49,13 @@ class FeatureModule(L.LightningModule):
         self.head = head
         self.config = config
         self.steps_per_epoch = steps_per_epoch
-        # learned/fixed centroids at the end of every epoch, for the centroids-per-epoch figure (001 Figs. 6-7)
+        # centroids at the end of every epoch, for the centroids-per-epoch figure (001 Figs. 6-7): the ones
+        # the head learns or fixes, or, for a head without any (softmax, the paper's cross-entropy rows of
+        # Fig. 7), the class means of the epoch's training embeddings, summed over the steps and processes
         self.centroid_history: list[Tensor] = []
+        self.centroid_source = "learned" if head.learned_centroids() is not None else "class_means"
+        self._class_sums: Tensor | None = None    # [C, d] float32, this epoch, this process
+        self._class_counts: Tensor | None = None  # [C]
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
@@ -67,6 +72,8 @@ class FeatureModule(L.LightningModule):
         images, labels = batch
         embeddings = self.backbone(images)
         out = self.head(embeddings, labels)
+        if stage == "train" and self.centroid_source == "class_means":
+            self._accumulate_class_sums(embeddings.detach(), labels)
         accuracy = (out.logits.argmax(1) == labels).float().mean()
         on_step = stage == "train"
         batch_size = labels.shape[0]
@@ -86,10 +93,26 @@ class FeatureModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
 
+    def _accumulate_class_sums(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Add a batch's embeddings [B, d] to the per-class sums of the epoch (float32, no gradient)."""
+        if self._class_sums is None:
+            self._class_sums = embeddings.new_zeros(self.head.num_classes, embeddings.shape[1], dtype=torch.float32)
+            self._class_counts = embeddings.new_zeros(self.head.num_classes, dtype=torch.float32)
+        labels = labels.long()
+        self._class_sums.index_add_(0, labels, embeddings.float())
+        self._class_counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
+
     def on_train_epoch_end(self) -> None:
-        centroids = self.head.learned_centroids()
-        if centroids is not None:
+        if self.centroid_source == "learned":
+            centroids = self.head.learned_centroids()
             self.centroid_history.append(centroids.detach().float().cpu().clone())
+        elif self._class_sums is not None:
+            # sums over every process's samples (identity on one process), then the means; a class absent
+            # from the whole epoch keeps the origin rather than a NaN
+            sums = self.trainer.strategy.reduce(self._class_sums, reduce_op="sum")
+            counts = self.trainer.strategy.reduce(self._class_counts, reduce_op="sum")
+            self.centroid_history.append((sums / counts.clamp_min(1.0)[:, None]).cpu().clone())
+            self._class_sums = self._class_counts = None
 
     # ------------------------------------------------------------------------- optimiser, schedule
     def configure_optimizers(self) -> dict[str, Any]:

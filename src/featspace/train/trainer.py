@@ -254,6 +254,7 @@ def _evaluate_and_save(module: FeatureModule, datamodule: Any, config: TrainConf
         history = torch.stack(module.centroid_history) if module.centroid_history else None
         written = make_plots(run_dir / "plots", head=module.head, test=test_split,
                              history_csv=run_dir / "history.csv", centroid_history=history,
+                             centroid_source=module.centroid_source,
                              class_names=list(datamodule.class_names), tsne=config.tsne, seed=config.seed,
                              title=f"{config.head} / {config.dataset}")
     return metrics, written
