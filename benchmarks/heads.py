@@ -84,6 +84,10 @@ def _inputs(b: int, d: int, c: int, device: str) -> tuple[torch.Tensor, torch.Te
 
 
 def _time_once(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
+    # as after optimizer.zero_grad() (set_to_none, its default) in a training loop: backward writes fresh
+    # gradients instead of adding to old ones
+    for tensor in (x, *module.parameters()):
+        tensor.grad = None
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()

@@ -13,7 +13,10 @@ from featspace.functional import (
     angles,
     combined_margin,
     cosine_logits,
+    cosines_and_target_weight_cosines,
+    hyperplane_hinge_sums,
     hyperplane_projections,
+    hyperplane_projections_from_cosines,
     multiplicative_angular_margin,
     normalize_rows,
     target_weight_cosines,
@@ -25,7 +28,7 @@ MARGINS = [1.0, 1.35, 2.0, 2.5, 3.0, 4.0, 5.0]
 def test_public_names_are_exported():
     for name in ("cosine_logits", "hyperplane_projections", "multiplicative_angular_margin",
                  "additive_angular_margin", "combined_margin", "angles", "hyperplane_projections_from_cosines", "normalize_rows",
-                 "target_weight_cosines"):
+                 "target_weight_cosines", "hyperplane_hinge_sums", "cosines_and_target_weight_cosines"):
         assert hasattr(functional, name), name
 
 
@@ -198,3 +201,76 @@ def test_hyperplane_projections_without_a_hyperplane_are_zero_and_finite(dtype):
     assert torch.equal(p[5], torch.zeros(4, dtype=dtype))
     p.sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
+
+
+# ------------------------------------------------------------- hand-written backwards (the fast forms)
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    return t / t.norm(dim=1, keepdim=True)
+
+
+def test_normalize_rows_equals_f_normalize_values_and_gradients():
+    g = torch.Generator().manual_seed(1)
+    t = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    t[3] = 0.0  # a zero row stays zero, its gradient g/eps as F.normalize's
+    t.requires_grad_()
+    reference = t.detach().clone().requires_grad_()
+    probe = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(normalize_rows(t), torch.nn.functional.normalize(reference, dim=1, eps=1e-12))
+    (normalize_rows(t) * probe).sum().backward()
+    (torch.nn.functional.normalize(reference, dim=1, eps=1e-12) * probe).sum().backward()
+    torch.testing.assert_close(t.grad, reference.grad, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(normalize_rows, (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),))
+
+
+def test_normalize_rows_keeps_the_dtype_of_half_inputs_gradients():
+    t = torch.randn(4, 6, dtype=torch.bfloat16, requires_grad=True)
+    normalize_rows(t).float().sum().backward()
+    assert t.grad.dtype == torch.bfloat16 and torch.isfinite(t.grad.float()).all()
+
+
+def test_fused_cosines_equal_two_products_values_and_gradients():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(8, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([5, 0, 5])  # a repeated label: both rows' shares land on the same class weight
+    cos, target = cosines_and_target_weight_cosines(_unit(x), _unit(w), labels)
+    expected_cos = _unit(x) @ _unit(w).T
+    expected_target = _unit(w)[labels] @ _unit(w).T
+    torch.testing.assert_close(cos, expected_cos, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(target, expected_target, rtol=1e-12, atol=1e-12)
+    p1, p2 = torch.randn(3, 8, generator=g, dtype=torch.float64), torch.randn(3, 8, generator=g, dtype=torch.float64)
+    fast = torch.autograd.grad((cos * p1).sum() + (target * p2).sum(), (x, w))
+    slow = torch.autograd.grad((expected_cos * p1).sum() + (expected_target * p2).sum(), (x, w))
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: cosines_and_target_weight_cosines(a, b, labels), (x, w))
+
+
+def _hinge_sums_by_autograd(cos, target_weight_cos, labels, margin):
+    projections = hyperplane_projections_from_cosines(cos, target_weight_cos, labels)
+    return (margin - projections).clamp_min(0.0).sum(1)
+
+
+@pytest.mark.parametrize("margin", [0.1, 0.5, 1.0])
+def test_hyperplane_hinge_sums_equal_the_autograd_expression(margin):
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    w[4] = 2.0 * w[1]  # coincident directions: no hyperplane between classes 1 and 4
+    x = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    x[2] = 0.0         # a zero embedding
+    labels = torch.tensor([1, 4, 0, 2, 3, 5, 1, 0, 4])
+    cos = torch.nn.functional.normalize(x, dim=1) @ _unit(w).T  # the zero row's cosines are 0
+    target = _unit(w)[labels] @ _unit(w).T
+    cos, target = cos.requires_grad_(), target.requires_grad_()
+    fast = hyperplane_hinge_sums(cos, target, labels, margin)
+    slow = _hinge_sums_by_autograd(cos, target, labels, margin)
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    probe = torch.randn(9, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((fast * probe).sum(), (cos, target)),
+                    torch.autograd.grad((slow * probe).sum(), (cos, target))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # gradcheck away from the hinge's kinks (P = m and P = −1), on cosines of generic unit vectors
+    cg = (torch.nn.functional.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1)
+          @ _unit(w[:4]).T).requires_grad_()
+    tg = (_unit(w[:4])[labels[:5] % 4] @ _unit(w[:4]).T).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: hyperplane_hinge_sums(a, b, labels[:5] % 4, margin), (cg, tg))

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from featspace.functional.angular import (
     cosine_logits,
-    hyperplane_projections_from_cosines,
+    cosines_and_target_weight_cosines,
+    hyperplane_hinge_sums,
     normalize_rows,
     target_weight_cosines,
 )
@@ -41,7 +42,10 @@ class HASeparatorHead(Head):
     - P is computed without the B×d×C tensor H of eq. (5): by linearity
       P_ij = (cos θ_{i,y_i} − cos θ_ij)/‖ŵ_{y_i} − ŵ_j‖ and ‖ŵ_{y_i} − ŵ_j‖² = 2 − 2·ŵ_{y_i}·ŵ_j, so a
       product of unit weights (ŴŴᵀ [C, C] or Ŵ_y·Ŵᵀ [B, C], whichever is cheaper) replaces the B×d×C
-      one: memory O(B·C + C·d) (``featspace.functional.hyperplane_projections``). A class j whose weight
+      one: memory O(B·C + C·d) (``featspace.functional.hyperplane_projections``). For speed the step goes
+      through ``cosines_and_target_weight_cosines`` (both products as one, when C > B) and
+      ``hyperplane_hinge_sums`` (the hinge with its backward written out); tests hold both to the
+      autograd forms and the head to a literal float64 transcription with the B×d×C normals. A class j whose weight
       direction coincides with ŵ_{y_i} has no hyperplane either and gets P_ij = 0, as the authors'
       L2-normalised zero normal gives.
 
@@ -63,12 +67,16 @@ class HASeparatorHead(Head):
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         labels = labels.long()
         unit_weight = normalize_rows(self.weight)
-        cos = upcast_half(F.linear(normalize_rows(embeddings), unit_weight))
-        target_weight_cos = upcast_half(target_weight_cosines(unit_weight, labels))
-        projections = hyperplane_projections_from_cosines(cos, target_weight_cos, labels)
-        hinge = (self.margin - projections).clamp_min(0.0)
+        unit_x = normalize_rows(embeddings)
+        if self.num_classes > labels.shape[0] and not torch.is_autocast_enabled(embeddings.device.type):
+            cos, target_weight_cos = cosines_and_target_weight_cosines(unit_x, unit_weight, labels)
+        else:  # the Gram rows ŴŴᵀ are the cheaper product (and autocast picks the products' precision)
+            cos = F.linear(unit_x, unit_weight)
+            target_weight_cos = target_weight_cosines(unit_weight, labels)
+        cos, target_weight_cos = upcast_half(cos), upcast_half(target_weight_cos)
+        hinge_sums = hyperplane_hinge_sums(cos, target_weight_cos, labels, self.margin)  # [B]
         # the j = y column holds P = 0, hence J = m exactly and no gradient: dropping it is subtracting m
-        penalty = hinge.sum(1).mean() - (0.0 if self.include_target_term else self.margin)
+        penalty = hinge_sums.mean() - (0.0 if self.include_target_term else self.margin)
         logits = self.scale * cos
         ce = F.cross_entropy(logits, labels)
         return HeadOutput(ce + penalty, logits, {"ce": ce, "penalty": penalty})
