@@ -12,7 +12,7 @@ from featspace.train.config import TrainConfig
 from featspace.train.module import FeatureModule
 
 
-def _fit(head_name: str, epochs: int = 2, **hparams):
+def _fit(head_name: str, epochs: int = 2, **hparams):  # -> (module, class means of the raw embeddings [3, 2])
     """Two epochs on 60 fixed points through a frozen linear backbone: the embeddings never change."""
     torch.manual_seed(0)
     images = torch.randn(60, 1, 2, 3)
@@ -46,3 +46,14 @@ def test_icv_cross_entropy_rows_plot_class_means_not_untrained_centroids():
     learned, _ = _fit("icv", lam=1.0)
     assert learned.centroid_source == "learned"
     torch.testing.assert_close(learned.centroid_history[-1], learned.head.centroids.detach())
+
+
+def test_normalised_cross_entropy_rows_average_unit_embeddings():
+    """The "Norm." rows compare x/‖x‖: their class means are means of unit vectors, as the learned centroids are."""
+    module, _ = _fit("icv", lam=0.0, normalize=True)
+    torch.manual_seed(0)
+    images, labels = torch.randn(60, 1, 2, 3), torch.arange(60) % 3
+    with torch.no_grad():
+        unit = nn.functional.normalize(module.backbone(images), dim=1)
+    expected = torch.stack([unit[labels == k].mean(0) for k in range(3)])
+    torch.testing.assert_close(module.centroid_history[-1], expected)

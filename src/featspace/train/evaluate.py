@@ -97,7 +97,8 @@ def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Pat
                centroid_history: Tensor | None, class_names: list[str] | None, tsne: bool = True,
                seed: int = 0, title: str = "", centroid_source: str = "learned") -> list[Path]:
     """Every figure of a run; returns the written paths. centroid_history [E, C, d]: per epoch, the head's
-    centroids (``centroid_source="learned"``) or the class means of the epoch's embeddings (``"class_means"``)."""
+    centroids (``centroid_source="learned"``) or the class means of the epoch's training embeddings in the
+    head's feature space (``"class_means"``)."""
     from featspace.metrics import angular_separation
     from featspace.report import plots
 

@@ -73,7 +73,9 @@ class FeatureModule(L.LightningModule):
         embeddings = self.backbone(images)
         out = self.head(embeddings, labels)
         if stage == "train" and self.centroid_source == "class_means":
-            self._accumulate_class_sums(embeddings.detach(), labels)
+            # in the head's feature space, where learned centroids live (x/‖x‖ for the "Norm." rows)
+            with torch.no_grad():
+                self._accumulate_class_sums(self.head.feature_space(embeddings.detach()), labels)
         accuracy = (out.logits.argmax(1) == labels).float().mean()
         on_step = stage == "train"
         batch_size = labels.shape[0]
@@ -94,7 +96,7 @@ class FeatureModule(L.LightningModule):
         return self._shared_step(batch, "val")
 
     def _accumulate_class_sums(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Add a batch's embeddings [B, d] to the per-class sums of the epoch (float32, no gradient)."""
+        """Add a batch's feature-space embeddings [B, d'] to the per-class sums of the epoch (float32)."""
         if self._class_sums is None:
             self._class_sums = embeddings.new_zeros(self.head.num_classes, embeddings.shape[1], dtype=torch.float32)
             self._class_counts = embeddings.new_zeros(self.head.num_classes, dtype=torch.float32)
