@@ -127,6 +127,23 @@ def test_missing_cells_and_unequal_counts_show_n(tmp_path, suite):
     assert table.text(1, 0) == "0.860 ± 0.010 (3)"
 
 
+def test_runs_keep_the_suites_cell_order_when_a_cell_is_retrained_later(tmp_path, suite):
+    """Figures follow report.runs: a cell run again after the others (a deleted run, a resumed bench) must keep
+    its place in the suite's order rather than move to the end."""
+    first = (("Softmax", "2x1"), 0)
+    index = populate(tmp_path, suite, skip={first})
+    cell = suite.expand()[0]
+    assert cell.seed == 0 and cell.labels["head"] == "Softmax"
+    run_id, path = new_run_dir(tmp_path)
+    index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+    index.finish(run_id, {"accuracy": 0.8, "accuracy_alt": 0.8, "davies_bouldin": 1.2})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    groups = list(dict.fromkeys(c.group for c in suite.expand(seeds=[0])))
+    got = [(run.group, run.seed) for run in report.runs]
+    assert got == sorted(got, key=lambda gs: (groups.index(gs[0]), gs[1]))
+    assert report.runs[0].id == run_id
+
+
 def test_runs_of_other_overrides_are_left_out_with_a_warning(tmp_path, suite):
     populate(tmp_path, suite)
     other = parse_suite(dict(SUITE))

@@ -180,6 +180,10 @@ def _suite_runs(suite: Suite, root: Path, overrides: Sequence[str]) -> tuple[lis
         runs.append(_IndexedRun(id=record.id, group=group, seed=record.seed, label_sets=expected[group],
                                 config=record.config, metrics=record.metrics, path=record.path,
                                 code_version=record.code_version))
+    # the suite's cell order, not the order the runs finished in: a cell retrained later keeps its place among
+    # the figures
+    order = {group: k for k, group in enumerate(expected)}
+    runs.sort(key=lambda run: (order[run.group], run.seed if run.seed is not None else 0))
     if unmatched:
         warnings.append(f"{unmatched} finished run(s) of suite {suite.name} under {root} belong to no cell of the "
                         "suite as defined now (another --set, or an edited suite or recipe) and are left out")
