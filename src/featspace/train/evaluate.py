@@ -106,12 +106,17 @@ def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Pat
     written: list[Path] = []
     centroids = head.learned_centroids()
     centroids = None if centroids is None else centroids.detach().float().cpu()
+    # the centroids live in the head's feature space (Head.learned_centroids): they are drawn there, and on the
+    # raw embeddings only where the two spaces are the same (a normalised ICV head's centroids sit near the
+    # unit circle, which is not where its raw embeddings are)
+    own_space = not torch.equal(test.feature_space, test.embeddings)
     written.append(plots.plot_embeddings_2d(test.embeddings, test.labels, plot_dir / "embeddings.png",
-                                            centroids=centroids, class_names=class_names,
+                                            centroids=None if own_space else centroids, class_names=class_names,
                                             title=f"{title} test embeddings"))
-    if not torch.equal(test.feature_space, test.embeddings):
+    if own_space:
         written.append(plots.plot_embeddings_2d(test.feature_space, test.labels, plot_dir / "feature_space.png",
-                                                class_names=class_names, title=f"{title} head feature space"))
+                                                centroids=centroids, class_names=class_names,
+                                                title=f"{title} head feature space"))
     if centroid_history is not None and len(centroid_history) > 0:
         what = ("class means of each epoch's training embeddings" if centroid_source == "class_means"
                 else "learned centroids after each epoch")
