@@ -179,6 +179,22 @@ def _train_non_zero_rank(config: TrainConfig | None, *, resume: str | Path | Non
     return RunResult(shared.name, shared, {}, [])
 
 
+def checkpoint_callbacks(directory: Path, has_val: bool) -> tuple[ModelCheckpoint, ModelCheckpoint | None]:
+    """``last.ckpt`` after every epoch (what ``--resume`` and ``featspace eval`` read) and, with a validation
+    split, ``best.ckpt`` at the lowest validation loss.
+
+    Two callbacks, not one with ``save_last=True``: since Lightning 2.6 a monitored ModelCheckpoint writes its
+    ``last.ckpt`` only in epochs where the top-k checkpoint was saved too, so after a final epoch that did not
+    improve the validation loss ``last.ckpt`` held an older epoch's weights."""
+    last = ModelCheckpoint(dirpath=directory, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                           save_last=False, enable_version_counter=False)
+    if not has_val:
+        return last, None
+    best = ModelCheckpoint(dirpath=directory, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                           every_n_epochs=1, save_last=False, enable_version_counter=False)
+    return last, best
+
+
 def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path: str | None, *,
                       progress: bool, plots: bool) -> RunResult | None:
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -188,10 +204,10 @@ def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path
     module = FeatureModule(backbone, head, config, steps_per_epoch)
 
     has_val = config.val_fraction > 0
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", save_last=True,
-                                 monitor="val_loss" if has_val else None, mode="min", save_top_k=1 if has_val else 0,
-                                 every_n_epochs=1, enable_version_counter=False)
-    callbacks: list[L.Callback] = [checkpoint, HistoryWriter(run_dir / "history.csv")]
+    last_checkpoint, best_checkpoint = checkpoint_callbacks(run_dir / "checkpoints", has_val)
+    callbacks: list[L.Callback] = [last_checkpoint, HistoryWriter(run_dir / "history.csv")]
+    if best_checkpoint is not None:
+        callbacks.insert(1, best_checkpoint)
     if config.early_stopping_patience and has_val:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, mode="min"))
     # version=None: a resumed run logs to version_1, version_2, ... instead of overwriting version_0
@@ -219,17 +235,17 @@ def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path
     if not trainer.is_global_zero:
         return None
 
-    if config.early_stopping_patience and checkpoint.best_model_path:
+    if config.early_stopping_patience and best_checkpoint is not None and best_checkpoint.best_model_path:
         # the LACE recipe: evaluate the weights with the best validation loss, not the last ones
-        state = load_checkpoint(checkpoint.best_model_path)["state_dict"]
+        state = load_checkpoint(best_checkpoint.best_model_path)["state_dict"]
         module.load_state_dict(state)
     writer = next(c for c in callbacks if isinstance(c, HistoryWriter))
     last = writer.rows[-1] if writer.rows else {}
     training = {
         "epochs": float(trainer.current_epoch), "steps": float(trainer.global_step),
         "train_seconds": train_seconds, "final_train_acc": float(last.get("train_acc", float("nan"))),
-        "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None
-        else float("nan"),
+        "best_val_loss": float(best_checkpoint.best_model_score)
+        if best_checkpoint is not None and best_checkpoint.best_model_score is not None else float("nan"),
     }
     metrics, written = _evaluate_and_save(module, datamodule, config, run_dir, training, plots=plots)
     return RunResult(run_id, run_dir, metrics, written)

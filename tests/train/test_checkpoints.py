@@ -1,0 +1,61 @@
+"""last.ckpt is the last epoch even when that epoch did not improve the validation loss (best.ckpt keeps the
+best one): ``--resume`` and ``featspace eval`` read last.ckpt."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from featspace.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
+from featspace.train.trainer import checkpoint_callbacks
+
+
+class _WorseEachEpoch(L.LightningModule):
+    """A linear model whose logged validation loss grows with the epoch: only epoch 0 is ever the best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return (self.layer(x).squeeze(1) - y).square().mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _fit(tmp_path, *, with_val: bool, epochs: int = 3):
+    data = TensorDataset(torch.randn(8, 2), torch.randn(8))
+    last, best = checkpoint_callbacks(tmp_path / "checkpoints", with_val)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[c for c in (last, best) if c is not None], plugins=[AtomicCheckpointIO()],
+                        limit_val_batches=1.0 if with_val else 0)
+    model = _WorseEachEpoch()
+    loader = DataLoader(data, batch_size=4)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader if with_val else None)
+    return model, trainer
+
+
+def test_last_checkpoint_is_the_final_epoch_when_validation_got_worse(tmp_path):
+    model, trainer = _fit(tmp_path, with_val=True)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, trainer.global_step)
+    assert best["epoch"] == 0
+    for name, tensor in model.state_dict().items():  # the weights training ended with
+        assert torch.equal(last["state_dict"][name], tensor), name
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_without_validation_only_last_checkpoint_is_written(tmp_path):
+    _, trainer = _fit(tmp_path, with_val=False)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, trainer.global_step)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]
