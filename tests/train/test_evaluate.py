@@ -46,6 +46,6 @@ def test_centroids_stay_on_the_embeddings_plot_when_the_head_compares_raw_embedd
     head = heads.build("icv", 2, 3)
     calls = _recorded_scatters(monkeypatch)
     written = make_plots(tmp_path, head=head, test=_split(head), history_csv=None, centroid_history=None,
-                         class_names=None, tsne=False)
-    assert "feature_space.png" not in {p.name for p in written}
+                         class_names=None, tsne=True, title="icv / toy")
+    assert "feature_space.png" not in {p.name for p in written} and "tsne.png" in {p.name for p in written}
     assert torch.equal(calls["embeddings.png"], head.learned_centroids().float())

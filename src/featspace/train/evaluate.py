@@ -125,8 +125,9 @@ def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Pat
     separation = angular_separation(test.embeddings, test.labels, seed=seed)
     written.append(plots.plot_angle_histograms(separation, plot_dir / "angles.png", title=f"{title} pair angles"))
     if history_csv is not None and history_csv.exists():
-        written.append(plots.plot_training_curves(history_csv, plot_dir / "training_curves.png"))
+        written.append(plots.plot_training_curves(history_csv, plot_dir / "training_curves.png",
+                                                         title=f"{title} training curves"))
     if tsne:
         written.append(plots.plot_tsne(test.embeddings, test.labels, plot_dir / "tsne.png", seed=seed,
-                                       class_names=class_names))
+                                       class_names=class_names, title=f"{title} test embeddings, 2-D t-SNE"))
     return [Path(p) for p in written]
