@@ -13,31 +13,34 @@ from featspace.train.trainer import checkpoint_callbacks
 
 
 class _WorseEachEpoch(L.LightningModule):
-    """A linear model whose logged validation loss grows with the epoch: only epoch 0 is ever the best."""
+    """A linear model whose logged validation loss grows with the epoch (``sign=-1``: falls, every epoch is
+    the best so far)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sign: float = 1.0) -> None:
         super().__init__()
         self.layer = nn.Linear(2, 1)
+        self.sign = sign
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         return (self.layer(x).squeeze(1) - y).square().mean()
 
     def validation_step(self, batch, batch_idx):
-        self.log("val_loss", float(self.current_epoch))
+        self.log("val_loss", self.sign * float(self.current_epoch))
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(tmp_path, *, with_val: bool, epochs: int = 3):
+def _fit(tmp_path, *, with_val: bool, epochs: int = 3, sign: float = 1.0):
     data = TensorDataset(torch.randn(8, 2), torch.randn(8))
     last, best = checkpoint_callbacks(tmp_path / "checkpoints", with_val)
+    order = [best, last]  # as the trainer lists them
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0,
-                        callbacks=[c for c in (last, best) if c is not None], plugins=[AtomicCheckpointIO()],
+                        callbacks=[c for c in order if c is not None], plugins=[AtomicCheckpointIO()],
                         limit_val_batches=1.0 if with_val else 0)
-    model = _WorseEachEpoch()
+    model = _WorseEachEpoch(sign)
     loader = DataLoader(data, batch_size=4)
     trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader if with_val else None)
     return model, trainer
@@ -59,3 +62,12 @@ def test_without_validation_only_last_checkpoint_is_written(tmp_path):
     last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (2, trainer.global_step)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]
+
+
+def test_last_checkpoint_carries_this_epochs_best_score_for_resume(tmp_path):
+    """Every epoch improves: the best-checkpoint state saved inside last.ckpt must already know the final
+    epoch's score, else a resumed run compares against an older best and may overwrite best.ckpt."""
+    _, trainer = _fit(tmp_path, with_val=True, sign=-1.0)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    states = [v for k, v in last["callbacks"].items() if "val_loss" in k]
+    assert len(states) == 1 and float(states[0]["best_model_score"]) == -2.0

@@ -205,9 +205,11 @@ def _fit_and_evaluate(config: TrainConfig, run_id: str, run_dir: Path, ckpt_path
 
     has_val = config.val_fraction > 0
     last_checkpoint, best_checkpoint = checkpoint_callbacks(run_dir / "checkpoints", has_val)
-    callbacks: list[L.Callback] = [last_checkpoint, HistoryWriter(run_dir / "history.csv")]
-    if best_checkpoint is not None:
-        callbacks.insert(1, best_checkpoint)
+    # best before last: Lightning runs checkpoint callbacks in list order, and last.ckpt (what --resume reads)
+    # must hold the best-score state as updated by this epoch, or a resumed run could overwrite best.ckpt
+    # with worse weights
+    callbacks: list[L.Callback] = [c for c in (best_checkpoint, last_checkpoint) if c is not None]
+    callbacks.append(HistoryWriter(run_dir / "history.csv"))
     if config.early_stopping_patience and has_val:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, mode="min"))
     # version=None: a resumed run logs to version_1, version_2, ... instead of overwriting version_0
