@@ -7,7 +7,7 @@ Features: 20 novel classes × 600 samples (the size of mini-ImageNet's test spli
 ResNet-12 width of 003 Sec. 3.1), non-negative Gaussian clusters like post-ReLU features, float32.
 For 5-way {1, 5}-shot with 15 queries it times
 
-- ``featspace.fewshot.evaluate_episodes`` over ``--episodes`` episodes (sampling included, CL2N normalization;
+- ``featspace.metrics.evaluate_episodes`` over ``--episodes`` episodes (sampling included, CL2N normalization;
   the median of ``--repeats`` timings);
 - a simple per-episode loop in the style of the SimpleShot / LaplacianShot evaluation code: Python
   ``random.sample`` per class, numpy per episode, and for LaplacianShot scikit-learn's NearestNeighbors and a
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from featspace import __version__
-from featspace.fewshot import confidence_interval, evaluate_episodes
 from featspace.io import write_json
+from featspace.metrics.fewshot import confidence_interval, evaluate_episodes
 
 
 def make_features(classes: int, per_class: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ from featspace.functional import (
     classifier_subspace_basis,
     complement_projection,
     discriminant_ratio,
+    discriminant_scores,
     spectral_complement_projection,
 )
 
@@ -223,7 +224,51 @@ def test_discriminant_ratio_matches_scatter_matrices():
     basis = classifier_subspace_basis(weight)
     # rotation invariance: coordinates in an orthonormal basis score as the projected vectors
     torch.testing.assert_close(discriminant_ratio(x @ basis.T, y), discriminant_ratio((x @ basis.T) @ basis, y))
-    assert discriminant_ratio(torch.zeros(4, 3), torch.tensor([0, 0, 1, 1])).item() == 0.0
+    # no variance: 0/0 is undefined, NaN rather than a 0 that would read as "no separation"
+    assert torch.isnan(discriminant_ratio(torch.zeros(4, 3), torch.tensor([0, 0, 1, 1])))
+
+
+def literal_subspace_bases(weight, rtol):
+    """003 Sec. 2.4 in the paper's layout: a full SVD of W = weightᵀ (d×C); the left singular vectors of the
+    singular values above rtol·max are W (d×r), the others W_⊥ (d×(d−r))."""
+    left, singular_values, _ = torch.linalg.svd(weight.T, full_matrices=True)
+    rank = sum(1 for s in singular_values if s > rtol * singular_values.max())
+    return left[:, :rank], left[:, rank:]
+
+
+@pytest.mark.parametrize("shape", [(30, 7, 3), (30, 4, 6)])
+def test_discriminant_scores_match_the_transcription_in_all_three_spaces(shape):
+    n, d, c = shape
+    x, weight = _data(n, d, c, seed=11)
+    y = torch.arange(n) % 4
+    x = x + 2.0 * torch.randn(4, d, generator=torch.Generator().manual_seed(3), dtype=x.dtype)[y]
+    scores = discriminant_scores(x, y, weight)
+    inside, outside = literal_subspace_bases(weight, 1e-3)
+    torch.testing.assert_close(scores["total"], literal_discriminant_ratio(x, y))
+    torch.testing.assert_close(scores["classifier"], literal_discriminant_ratio(x @ inside, y))
+    if outside.shape[1]:
+        torch.testing.assert_close(scores["complement"], literal_discriminant_ratio(x @ outside, y))
+    else:  # C ≥ d: the classifier subspace is everything, no complement is left
+        assert torch.isnan(scores["complement"])
+    assert set(discriminant_scores(x, y)) == {"total"}
+
+
+def test_discriminant_scores_rank_tolerance_and_no_variance():
+    x, weight = _data(20, 6, 4, seed=12)
+    y = torch.arange(20) % 3
+    # weights that sum to zero (as PEDCC points do), stored in float32 and evaluated in float64: rank C − 1 = 3,
+    # their fourth singular value (~1e-7) is rounding noise that a machine-epsilon tolerance would count
+    centred = (weight - weight.mean(0)).float().double()
+    assert classifier_subspace_basis(centred).shape == (3, 6)
+    assert classifier_subspace_basis(torch.zeros(4, 6)).shape == (0, 6)
+    inside = (x @ classifier_subspace_basis(weight).T) @ classifier_subspace_basis(weight)
+    scores = discriminant_scores(inside, y, weight)
+    assert torch.isnan(scores["complement"]) and torch.isfinite(scores["classifier"])
+    assert torch.isnan(discriminant_scores(x, y, torch.zeros(4, 6))["classifier"])
+    with pytest.raises(ValueError, match="NaN"):
+        classifier_subspace_basis(torch.full((2, 6), float("nan")))
+    with pytest.raises(ValueError, match="weight must have shape"):
+        discriminant_scores(x, y, weight[:, :3])
 
 
 def test_bad_arguments_raise_value_error():

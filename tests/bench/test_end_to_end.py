@@ -4,27 +4,26 @@ real training process killed with SIGKILL mid-run and resumed from its checkpoin
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from featspace.bench import add_bench_command, run_suite
-from featspace.bench.suite import parse_suite
-from featspace.report.command import add_report_command
-from featspace.train import RunIndex, train
+from featspace.bench import run_suite
+from featspace.commands import bench, report
+from featspace.rundir import RunIndex
+from featspace.suite import parse_suite
+from featspace.train import train
+from featspace.train.fit import PAUSE_ENV
+from tests._kill import start_and_wait_for_pause
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-HAVE_PLOTS = importlib.util.find_spec("featspace.report.plots") is not None
 
 SUITE_YAML = textwrap.dedent("""
     name: digits-mini
@@ -54,19 +53,15 @@ SUITE_YAML = textwrap.dedent("""
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="featspace")
     sub = p.add_subparsers(dest="command", required=True)
-    add_bench_command(sub)
-    add_report_command(sub)
+    bench.add_parser(sub)
+    report.add_parser(sub)
     return p
 
 
-def test_bench_then_report_on_digits(tmp_path, capsys, monkeypatch):
+def test_bench_then_report_on_digits(tmp_path, capsys):
     suite_file = tmp_path / "digits-mini.yaml"
     suite_file.write_text(SUITE_YAML, encoding="utf-8")
     root = tmp_path / "runs"
-    if not HAVE_PLOTS:  # the plots module is another part of featspace; the bench itself does not need it
-        import featspace.train
-
-        monkeypatch.setattr(featspace.train, "train", functools.partial(train, plots=False))
     args = parser().parse_args(["bench", str(suite_file), "--root", str(root), "--quiet"])
     assert args.func(args) == 0
     finished = RunIndex(root).query(suite="digits-mini", status="finished")
@@ -86,17 +81,16 @@ def test_bench_then_report_on_digits(tmp_path, capsys, monkeypatch):
     assert "| head | accuracy (%) | accuracy (%) (paper) | NCC (%) | D_EM |" in md
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "ICV λ=1" in page and "made up" in page
-    if HAVE_PLOTS:
-        assert len(list((out / "figures").glob("*embeddings.png"))) == 2
-        assert page.count("<img ") >= 4
+    assert len(list((out / "figures").glob("*embeddings.png"))) == 2
+    assert page.count("<img ") >= 4
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import functools, sys
+    import sys
     from featspace.bench import run_suite
     from featspace.train import train
     from tests.bench.test_end_to_end import long_suite
-    run_suite(long_suite(), root=sys.argv[1], train_fn=functools.partial(train, plots=False), progress=False)
+    run_suite(long_suite(), root=sys.argv[1], train_fn=train, progress=False)
 """)
 
 
@@ -107,32 +101,20 @@ def long_suite():
 
 
 def test_real_bench_killed_with_sigkill_resumes_from_checkpoint(tmp_path):
+    """The bench's second run pauses after its second epoch's checkpoint (the fit's test hook) and is SIGKILLed
+    there; the next bench resumes that run, keeps the first, and finishes both."""
     cells = [c.key for c in long_suite().expand()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600  # generous: CI machines may be loaded; it breaks out as soon as ready
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail("the bench ended before it could be killed")
-            if (tmp_path / "index.sqlite").exists():
-                rows = {r.cell: r for r in RunIndex(tmp_path).query(suite="digits-long")}
-                second = rows.get(cells[1])
-                if second is not None and (Path(second.path) / "checkpoints" / "last.ckpt").is_file():
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the second run never wrote a checkpoint")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]), PAUSE_ENV: "2:2"}
+    proc, _ = start_and_wait_for_pause([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                                       stdout=subprocess.DEVNULL)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     index = RunIndex(tmp_path)
     before = {r.cell: r for r in index.query(suite="digits-long")}
     assert before[cells[0]].status == "finished" and before[cells[1]].status == "interrupted"
+    assert (Path(before[cells[1]].path) / "checkpoints" / "last.ckpt").is_file()
 
-    records = run_suite(long_suite(), root=tmp_path, train_fn=functools.partial(train, plots=False),
-                        progress=False)
+    records = run_suite(long_suite(), root=tmp_path, train_fn=train, progress=False)
     assert [r.status for r in records] == ["finished", "finished"]
     assert records[0].id == before[cells[0]].id and records[0].finished == before[cells[0]].finished
     assert records[1].id == before[cells[1]].id  # the killed run itself, continued

@@ -4,7 +4,6 @@ evaluation (milliseconds) for the rules, one tiny real run on fewshot_digits for
 
 from __future__ import annotations
 
-import functools
 import io
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,10 @@ import pytest
 
 from featspace.bench import plan_suite, run_suite
 from featspace.bench.runner import needs_fewshot
-from featspace.bench.suite import parse_suite
-from featspace.fewshot.evaluate import flat_metrics
 from featspace.io import read_json, write_json
-from featspace.train import RunIndex
+from featspace.rundir import RunIndex
+from featspace.suite import load_suite, parse_suite
+from featspace.train.fewshot import flat_metrics
 from tests.bench._fakes import FakeTrain
 
 SETTINGS = {"shots": [1, 5], "episodes": 50, "methods": ["ncc"], "norm": "cl2n"}
@@ -31,7 +30,7 @@ def fewshot_suite(fewshot: dict[str, Any] | None = SETTINGS, name: str = "fs"):
 
 
 class FakeFewshot:
-    """Writes what ``evaluate_run`` writes (fewshot.json, flat keys merged into metrics.json and the index row),
+    """Writes what ``evaluate_fewshot`` writes (fewshot.json, flat keys merged into metrics.json and the index row),
     with made-up numbers; fails on demand."""
 
     def __init__(self, *, fail_on_call: int | None = None) -> None:
@@ -136,8 +135,6 @@ def test_bad_fewshot_sections_fail_when_the_suite_is_loaded(fewshot, message):
 
 
 def test_shipped_fewshot_suites_evaluate_few_shot():
-    from featspace.bench import load_suite
-
     for name in ("fewshot-table4", "fewshot-table3", "fewshot-table4-miniimagenet"):
         suite = load_suite(name)
         assert suite.fewshot is not None and suite.fewshot["shots"] == (1, 5)
@@ -148,8 +145,6 @@ def test_shipped_fewshot_suites_evaluate_few_shot():
 
 
 def test_table4_has_the_papers_twelve_rows():
-    from featspace.bench import load_suite
-
     suite = load_suite("fewshot-table4")
     cells = suite.expand()
     assert [c.labels["head"] for c in cells] == ["SCE", "BCE", "NCA", "Proto", "SCE+NCA", "SCE+Proto", "BCE+NCA",
@@ -168,7 +163,7 @@ def test_real_bench_on_fewshot_digits_evaluates_each_run_once(tmp_path):
                                  "backbone_params": {"widths": [8, 16, 16], "hidden": 32}},
                          "matrix": {"head": [{"label": "SCE⊕NCA", "head": "directsum"}]},
                          "fewshot": {"shots": [1, 5], "episodes": 200, "norm": "cl2n"}})
-    records = run_suite(suite, root=tmp_path, train_fn=functools.partial(train, plots=False), progress=False)
+    records = run_suite(suite, root=tmp_path, train_fn=train, progress=False)
     assert len(records) == 1 and records[0].status == "finished"
     metrics = records[0].metrics
     assert 0.2 < metrics["fewshot_ncc_1shot"] <= metrics["fewshot_ncc_5shot"] + 0.05

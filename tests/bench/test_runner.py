@@ -9,15 +9,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from featspace.bench import plan_suite, run_suite
 from featspace.bench.runner import _cell_lock, format_duration
-from featspace.bench.suite import parse_suite
-from featspace.train import RunIndex
+from featspace.rundir import RunIndex
+from featspace.suite import parse_suite
+from tests._kill import start_and_wait_for_pause
 from tests.bench._fakes import FakeTrain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,36 +170,21 @@ KILL_SCRIPT = textwrap.dedent("""
     from featspace.bench import run_suite
     from tests.bench._fakes import FakeTrain
     from tests.bench.test_runner import tiny_suite
-    run_suite(tiny_suite(), root=sys.argv[1], train_fn=FakeTrain(epochs=4, epoch_seconds=float(sys.argv[2])),
-              progress=False)
+    run_suite(tiny_suite(), root=sys.argv[1], train_fn=FakeTrain(epochs=4, pause_after_epoch=(2, 3)), progress=False)
 """)
 
 
 def test_sigkill_midway_then_restart_resumes(tmp_path):
-    """A real process running a bench is SIGKILLed in the middle of its third run (no handler can run);
-    the next invocation sees the dead owner, resumes that run from its checkpoint and trains the rest."""
+    """A real process running a bench is SIGKILLed in the middle of its third run (after its second epoch's
+    checkpoint; no handler can run); the next invocation sees the dead owner, resumes that run from its
+    checkpoint and trains the rest."""
     cells = [c.key for c in tiny_suite().expand()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path), "0.3"], cwd=REPO, env=env)
-    index = None
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if (tmp_path / "index.sqlite").exists():
-                index = index or RunIndex(tmp_path)
-                rows = {r.cell: r for r in index.query(suite="tiny")}
-                third = rows.get(cells[2])
-                if third is not None and (Path(third.path) / "checkpoints" / "last.ckpt").is_file():
-                    break
-            if proc.poll() is not None:
-                pytest.fail("the bench finished before it could be killed")
-            time.sleep(0.02)
-        else:
-            pytest.fail("the bench did not reach its third run in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    proc, _ = start_and_wait_for_pause([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], cwd=REPO, env=env)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    index = RunIndex(tmp_path)
     statuses = {r.cell: r.status for r in index.query(suite="tiny")}
     assert statuses == {cells[0]: "finished", cells[1]: "finished", cells[2]: "interrupted"}
     before = finished_by_cell(tmp_path, "tiny")

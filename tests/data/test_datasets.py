@@ -58,6 +58,30 @@ def test_unknown_name_lists_the_valid_ones():
         data.describe("nope")
 
 
+def test_load_passes_the_options_a_registered_loader_declares(tmp_path):
+    """``load`` reads a loader's signature: no per-dataset case in it, so a new loader needs none."""
+    seen = {}
+
+    @data.DATASETS.register("test_tiny", description="two 1×s×s images per split")
+    def tiny(root, image_size: int = 4):
+        seen.update(root=root, image_size=image_size)
+        images = torch.zeros(2, 1, image_size, image_size, dtype=torch.uint8)
+        return fds._bundle("test_tiny", (images, torch.tensor([0, 1])), (images, torch.tensor([1, 0])), ["a", "b"],
+                           augment="none", source=str(root))
+
+    try:
+        assert data.load("test_tiny", data_dir=tmp_path, image_size=3).image_size == (3, 3)
+        assert seen == {"root": tmp_path, "image_size": 3}
+        assert data.load("test_tiny", data_dir=tmp_path, download=True).image_size == (4, 4)  # takes no download
+        assert "test_tiny" in data.names() and data.describe("test_tiny") == "two 1×s×s images per split"
+    finally:
+        data.DATASETS.unregister("test_tiny")
+    with pytest.raises(ValueError, match="fixed image size"):
+        data.load("mnist", image_size=16)
+    with pytest.raises(ValueError, match="cannot be downloaded"):
+        data.load("fewshot_digits", download=True)
+
+
 def test_digits_is_the_bundled_default():
     bundle = data.load("digits")
     check_bundle(bundle, 1438, 359, 1, 8, 10)

@@ -13,7 +13,7 @@ from torch.autograd import gradcheck
 from torch.func import functional_call
 
 from featspace import heads
-from featspace.heads.base import HeadOutput
+from featspace.heads.base import HEADS, HeadOutput
 
 D, C = 6, 4  # C <= D + 1 so exact PEDCC exists; D > C so direct-sum complements are non-trivial
 ALL = heads.names()
@@ -44,6 +44,30 @@ def test_registry_is_populated():
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(ValueError, match="softmax"):
         heads.build("no_such_head", D, C)
+
+
+def test_names_are_sorted_and_the_registry_holds_them():
+    assert ALL == sorted(ALL) == sorted(HEADS.names())
+    assert all(heads.get_head_class(name).name == name for name in ALL)
+
+
+def test_register_head_refuses_non_heads_and_taken_names():
+    with pytest.raises(TypeError, match="Head subclass"):
+        heads.register_head("test_not_a_head")(dict)
+
+    class Impostor(heads.Head):
+        """Claims a taken name."""
+
+    with pytest.raises(ValueError, match="already registered"):
+        heads.register_head("softmax")(Impostor)
+    assert Impostor.name == "" and heads.get_head_class("softmax").__name__ == "SoftmaxHead"
+    assert "test_not_a_head" not in HEADS
+
+
+def test_fixed_arguments_are_not_hyperparameters():
+    with pytest.raises(ValueError, match=r"hyperparameter\(s\) embedding_dim, num_classes for 'softmax'"):
+        HEADS.build("softmax", embedding_dim=D, num_classes=C)
+    assert "embedding_dim" not in heads.default_hparams("lace")
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -135,3 +135,44 @@ def test_larger_backbones_one_forward(name, channels):
     with torch.no_grad():
         out = model.eval()(torch.randn(2, channels, 32, 32))
     assert out.shape == (2, 16) and torch.isfinite(out).all()
+
+
+@pytest.fixture
+def tiny_backbone():
+    """A user backbone registered through the public decorator, removed again after the test."""
+
+    @models.register_backbone("test_tiny_mlp", description="flatten + one linear layer", min_image_size=4)
+    def tiny_mlp(in_channels: int, embedding_dim: int | None, image_size: int = 8, width: int = 16):
+        trunk = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size**2, width))
+        return models.Backbone("test_tiny_mlp", trunk, in_channels, width, embedding_dim)
+
+    yield tiny_mlp
+    models.backbones.BACKBONES.unregister("test_tiny_mlp")
+
+
+def test_register_backbone_makes_a_user_factory_buildable(tiny_backbone):
+    assert "test_tiny_mlp" in models.names()
+    assert models.describe("test_tiny_mlp") == "flatten + one linear layer"
+    model = build_backbone("test_tiny_mlp", in_channels=1, embedding_dim=3, image_size=6, width=5)
+    assert model.feature_dim == 5 and model.embedding_dim == 3
+    assert model(torch.randn(2, 1, 6, 6)).shape == (2, 3)  # image_size reached the factory
+    native = build_backbone("test_tiny_mlp", in_channels=3, image_size=8)
+    assert native.embedding_dim == 16 and isinstance(native.neck, nn.Identity)
+    # the same checks as the built-in backbones: options from the signature, the smallest image size
+    with pytest.raises(ValueError, match="valid options: image_size, width"):
+        build_backbone("test_tiny_mlp", in_channels=1, depth=2)
+    with pytest.raises(ValueError, match="at least 4"):
+        build_backbone("test_tiny_mlp", in_channels=1, image_size=2)
+
+
+def test_register_backbone_refuses_a_taken_name_and_a_non_backbone(tiny_backbone):
+    with pytest.raises(ValueError, match="already registered"):
+        models.register_backbone("small_cnn")(lambda in_channels, embedding_dim: None)
+    models.register_backbone("test_tiny_mlp")(tiny_backbone)  # the same factory again: a no-op
+    models.register_backbone("test_not_a_backbone")(lambda in_channels, embedding_dim: nn.Identity())
+    try:
+        with pytest.raises(TypeError, match="not a Backbone"):
+            build_backbone("test_not_a_backbone", in_channels=1)
+    finally:
+        models.backbones.BACKBONES.unregister("test_not_a_backbone")
+    assert "test_not_a_backbone" not in models.names()

@@ -8,11 +8,10 @@ import re
 
 import pytest
 
-from featspace.bench.suite import parse_suite
 from featspace.report.build import build_report
 from featspace.report.html import png_data_uri
-from featspace.train import RunIndex
-from featspace.train.runs import new_run_dir
+from featspace.rundir import RunIndex, new_run_dir
+from featspace.suite import parse_suite
 
 EVIL = '<script>alert("x")</script>'
 

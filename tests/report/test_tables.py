@@ -10,11 +10,10 @@ import statistics
 
 import pytest
 
-from featspace.bench.suite import parse_suite
 from featspace.report.build import build_report, collect_report
-from featspace.report.tables import Layout, MetricSpec, Stat, parse_paper_value, parse_table, rank_column
-from featspace.train import RunIndex
-from featspace.train.runs import new_run_dir
+from featspace.report.tables import MetricSpec, Stat, parse_paper_value, parse_table, rank_column
+from featspace.rundir import RunIndex, new_run_dir
+from featspace.suite import parse_suite
 
 SUITE = {
     "name": "mini",
@@ -179,7 +178,7 @@ def test_csv_markdown_files(tmp_path, suite):
 
 
 def test_paper_rows_are_validated(suite):
-    layout = Layout.from_suite(suite)
+    layout = suite.layout()
     bad = dict(SUITE["tables"][0])
     bad["paper"] = {"source": "x", "rows": {"Softmax": [0.9]}}
     with pytest.raises(ValueError, match="has 1 values, the table has 2"):

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from featspace.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
-from featspace.train.trainer import checkpoint_callbacks
+from featspace.train.fit import checkpoint_callbacks
 
 
 class _WorseEachEpoch(L.LightningModule):

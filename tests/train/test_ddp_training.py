@@ -18,7 +18,7 @@ from featspace.train.checkpoint_io import load_checkpoint
 
 
 def _train(run_dir, devices: int, batch_size: int) -> None:
-    command = [sys.executable, "-m", "featspace.cli", "train", "digits-demo", "--head", "directsum",
+    command = [sys.executable, "-m", "featspace", "train", "digits-demo", "--head", "directsum",
                "--accelerator", "cpu", "--devices", str(devices), "--strategy", "ddp", "--run-dir", str(run_dir),
                "--set", "backbone_params.norm=none", "--set", "max_steps=4", "--set", f"batch_size={batch_size}",
                "--set", "val_fraction=0", "--set", "tsne=false", "--no-progress", "--no-plots"]
@@ -41,7 +41,7 @@ def test_two_process_training_equals_one_process(tmp_path):
         moments = [s["exp_avg"] for s in run["optimizer_states"][0]["state"].values()]
         assert moments and all(m.abs().sum() > 0 for m in moments)
     # rank 0 alone wrote the run: one index row, finished
-    from featspace.train import RunIndex
+    from featspace.rundir import RunIndex
 
     record = RunIndex(tmp_path).get("two")
     assert record is not None and record.status == "finished"

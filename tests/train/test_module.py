@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from featspace import heads
-from featspace.train.config import TrainConfig
+from featspace.config import TrainConfig
 from featspace.train.module import FeatureModule
 
 

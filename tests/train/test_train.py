@@ -7,13 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import yaml
 
-from featspace.train import RunIndex, evaluate_run, load_recipe, train
+from featspace.rundir import RunIndex
+from featspace.train import evaluate_run, load_recipe, train
+from featspace.train.fit import PAUSE_ENV
+from tests._kill import start_and_wait_for_pause
 
 FAST = ["max_epochs=2", "tsne=false", "embedding_dim=8", "batch_size=128"]
 
@@ -21,7 +23,7 @@ FAST = ["max_epochs=2", "tsne=false", "embedding_dim=8", "batch_size=128"]
 @pytest.mark.slow
 def test_train_writes_a_complete_run(tmp_path):
     config = load_recipe("digits-demo", ["head=icv", *FAST])
-    result = train(config, root=tmp_path, progress=False, plots=False)
+    result = train(config, root=tmp_path, progress=False)
     run = result.path
     for name in ("config.yaml", "metrics.json", "history.csv", "embeddings.npz", "checkpoints/last.ckpt"):
         assert (run / name).is_file(), name
@@ -41,40 +43,35 @@ def test_train_writes_a_complete_run(tmp_path):
     assert record.status == "finished" and record.metrics["accuracy"] == metrics["accuracy"]
     assert record.head == "icv" and record.dataset == "digits" and record.code_version
 
-    again = evaluate_run(run, plots=False)  # featspace eval: the same numbers from the checkpoint
+    again = evaluate_run(run)  # featspace eval: the same numbers from the checkpoint
     for key in ("accuracy", "ncc_accuracy", "silhouette", "d_em"):
-        assert again.metrics[key] == pytest.approx(metrics[key], rel=1e-6, abs=1e-9), key
+        assert again[key] == pytest.approx(metrics[key], rel=1e-6, abs=1e-9), key
 
 
 @pytest.mark.slow
 def test_a_failing_run_is_marked_failed(tmp_path):
     config = load_recipe("digits-demo", [*FAST, "head=softmax", "backbone_params.no_such_option=1"])
     with pytest.raises(ValueError, match="no_such_option"):
-        train(config, root=tmp_path, progress=False, plots=False)
+        train(config, root=tmp_path, progress=False)
     (record,) = RunIndex(tmp_path).query()
     assert record.status == "failed" and "no_such_option" in record.error
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "featspace.cli", *args]
+    return [sys.executable, "-m", "featspace", *args]
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
-    """SIGKILL a run after its second epoch's checkpoint; --resume must finish with the metrics of an
+    """SIGKILL a run paused after its second epoch's checkpoint; --resume must finish with the metrics of an
     uninterrupted run of the same seed."""
     overrides = ["--set", "max_epochs=4", "--set", "tsne=false", "--set", "embedding_dim=16", "--set",
                  "batch_size=128", "--head", "pod", "--no-progress", "--no-plots"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli("train", "digits-demo", "--run-dir", str(killed), *overrides),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    history = killed / "history.csv"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if history.is_file() and len(history.read_text().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
+    proc, _ = start_and_wait_for_pause(_cli("train", "digits-demo", "--run-dir", str(killed), *overrides),
+                                       stdout=subprocess.DEVNULL, start_new_session=True,
+                                       env={**os.environ, PAUSE_ENV: "2"})
+    assert len((killed / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "metrics.json").exists()

@@ -9,8 +9,9 @@ For each cell, in order (the first seed of every configuration, then the second,
 - an interrupted run without a checkpoint (killed in its first epoch), a failed run, or none: train afresh.
   The old row stays in the index as it was, so nothing is ever lost; reports read finished rows only.
 
-A suite with a ``fewshot`` section (see ``featspace.bench.suite``) has every run evaluated by
-``featspace.fewshot.evaluate_run`` right after its training. A finished run whose few-shot numbers are missing
+Every run's figures are drawn after its training (``featspace.report.run_figures``). A suite with a ``fewshot``
+section (see ``featspace.suite``) has every run evaluated by ``featspace.train.evaluate_fewshot`` right after its
+training. A finished run whose few-shot numbers are missing
 (killed during the evaluation, trained before the section was added, its ``metrics.json`` rewritten by
 ``featspace eval``) or were measured with other settings (``fewshot.json`` records them) is planned as
 "fewshot": the next bench evaluates its checkpoint again without retraining. A failed evaluation is reported
@@ -34,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from featspace.bench.suite import Cell, Suite, load_suite
-from featspace.train.runs import DEFAULT_ROOT, RunIndex, RunRecord
+from featspace.report.run_figures import draw_run_figures
+from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, RunRecord
+from featspace.suite import Cell, Suite, load_suite
+from featspace.train import evaluate_fewshot, fewshot, train
+from featspace.train.run import RunResult
 
-__all__ = ["run_suite", "plan_suite", "CellPlan", "format_duration", "fewshot_settings", "needs_fewshot"]
+__all__ = ["run_suite", "plan_suite", "CellPlan", "format_duration", "needs_fewshot", "train_and_draw"]
 
 TrainFn = Callable[..., Any]
 FewshotFn = Callable[..., Any]
@@ -54,50 +58,18 @@ class CellPlan:
     record: RunRecord | None
 
 
-def _checkpoint(record: RunRecord) -> Path:
-    return Path(record.path) / "checkpoints" / "last.ckpt"
-
-
-def fewshot_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """A suite's ``fewshot`` section completed with ``evaluate_run``'s defaults for the settings it leaves out."""
-    import inspect
-
-    from featspace.bench.suite import FEWSHOT_KEYS
-    from featspace.fewshot.evaluate import evaluate_run
-
-    defaults = {name: p.default for name, p in inspect.signature(evaluate_run).parameters.items()
-                if name in FEWSHOT_KEYS}
-    return {**defaults, **settings}
+def train_and_draw(config: Any = None, **kwargs: Any) -> RunResult:
+    """``featspace.train.train``, then the run's figures (what a bench runs for each cell by default)."""
+    result = train(config, **kwargs)
+    if result.metrics:
+        result.plots = draw_run_figures(result.path)
+    return result
 
 
 def needs_fewshot(record: RunRecord, settings: dict[str, Any]) -> bool:
-    """True when a finished run lacks the few-shot numbers ``settings`` (a suite's ``fewshot`` section) ask for:
-    no ``fewshot.json``, one made with other settings, or an index row without its ``fewshot_<method>_<K>shot``
-    keys (the report reads the index)."""
-    from featspace.io import read_json
-
-    wanted = fewshot_settings(settings)
-    methods = [str(m) for m in wanted["methods"]]
-    shots = [int(k) for k in wanted["shots"]]
-    metrics = record.metrics or {}
-    if any(f"fewshot_{m}_{k}shot" not in metrics for m in methods for k in shots):
-        return True
-    path = Path(record.path) / "fewshot.json"
-    try:
-        report = read_json(path)
-    except (OSError, ValueError):
-        return True
-    if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
-        return True
-    same = (report.get("shots") == shots and report.get("episodes") == wanted["episodes"]
-            and report.get("ways") == wanted["ways"] and report.get("queries") == wanted["queries"]
-            and report.get("norm") == wanted["norm"] and report.get("seed") == wanted["seed"]
-            and all(set(map(str, shots)) <= set(report["results"].get(m) or {}) for m in methods))
-    if same and "laplacianshot" in methods:
-        used = report.get("laplacianshot") or {}
-        same = (used.get("lam") == wanted["lam"] and used.get("knn") == wanted["knn"]
-                and used.get("rectify") == wanted["rectify"])
-    return not same
+    """Whether a finished run (its index row) lacks the few-shot numbers a suite's ``fewshot`` section asks for
+    (``featspace.train.fewshot.needs_fewshot``)."""
+    return fewshot.needs_fewshot(RunDir(record.path), record.metrics or {}, settings)
 
 
 def plan_cell(index: RunIndex, suite_name: str, cell: Cell, fewshot: dict[str, Any] | None = None) -> CellPlan:
@@ -112,8 +84,8 @@ def plan_cell(index: RunIndex, suite_name: str, cell: Cell, fewshot: dict[str, A
     running = [r for r in records if r.status == "running"]
     if running:
         return CellPlan(cell, "busy", running[-1])
-    resumable = [r for r in records if r.status == "interrupted" and _checkpoint(r).is_file()
-                 and (Path(r.path) / "config.yaml").is_file()]
+    resumable = [r for r in records if r.status == "interrupted" and RunDir(r.path).last_checkpoint.is_file()
+                 and RunDir(r.path).is_run()]
     if resumable:
         return CellPlan(cell, "resume", resumable[-1])
     return CellPlan(cell, "train", records[-1] if records else None)
@@ -173,8 +145,8 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
 
     seeds: a count (seeds 0..N-1) or a list; default: the suite's. overrides: ``key=value`` strings applied
     to every cell (they change the cell keys, so a bench with ``--set max_epochs=1`` is a different set of
-    runs from the default one). root: the run root and its index. train_fn: ``featspace.train.train`` by
-    default; any callable with its signature (tests inject fakes). fewshot_fn: ``featspace.fewshot.evaluate_run``
+    runs from the default one). root: the run root and its index. train_fn: :func:`train_and_draw` by
+    default; any callable with ``featspace.train.train``'s signature. fewshot_fn: ``featspace.train.evaluate_fewshot``
     by default, called as ``fewshot_fn(run_dir, **suite.fewshot)`` after each run of a suite with a ``fewshot``
     section and for finished runs that lack its numbers. progress: one line per cell on ``stream``
     (stderr by default) with an ETA from the runs trained in this invocation (or the suite's
@@ -184,10 +156,8 @@ def run_suite(suite: str | Path | Suite, *, seeds: int | list[int] | None = None
     cell that did not finish). The module docstring gives the skip/resume rules.
     """
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    if train_fn is None:
-        from featspace.train import train as train_fn
-    if fewshot_fn is None and suite.fewshot is not None:
-        from featspace.fewshot.evaluate import evaluate_run as fewshot_fn
+    train_fn = train_fn or train_and_draw
+    fewshot_fn = fewshot_fn or evaluate_fewshot
     root = Path(root)
     stream = stream if stream is not None else sys.stderr
     cells = suite.expand(seeds=seeds, overrides=list(overrides))

@@ -1,9 +1,18 @@
-"""Datasets, splits and batched augmentation (``featspace.data``).
+"""Datasets, splits, samplers and batched augmentation (``featspace.data``): every dataset and sampler.
 
 ``load(name, data_dir=..., download=...)`` returns a :class:`DatasetBundle` of in-memory uint8 tensors;
 ``DataModule(bundle, batch_size=...)`` serves them to Lightning (or any loop) as normalized float batches.
 ``names()`` / ``describe(name)`` list the datasets: digits (bundled, no download), mnist, fashion_mnist,
-cifar10, cifar100, cifar100_coarse, svhn and imagefolder.
+cifar10, cifar100, cifar100_coarse, svhn, imagefolder, and ``fewshot_<split>``, the base classes of each
+few-shot split.
+
+- ``datasets``: the dataset registry, ``load`` and the loaders;
+- ``fewshot_splits``: class-disjoint few-shot splits, ``load_split(name)`` → :class:`FewShotSplit`
+  (mini_imagenet, tiered_imagenet, cub, cifar_fs, and the CPU-sized fashion and digits);
+- ``episodic``: N-way K-shot training batches, :class:`EpisodicBatchSampler`, :class:`EpisodicSampler`,
+  :func:`episodic_loader` (DDP-aware);
+- ``split``: stratified hold-outs; ``transforms``: batched augmentation and normalization;
+- ``module``: the in-memory datasets, the epoch-seeded sampler and the Lightning ``DataModule``.
 
 The loaders' module (``featspace.data.module``) imports Lightning, which takes seconds; it is imported on
 first use of ``DataModule`` and its helpers, so listing or loading datasets stays quick.
@@ -14,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from featspace.data.datasets import (
+    DATASETS,
     DEBIAN_FASHION_MNIST_DIR,
     DatasetBundle,
     DatasetNotFoundError,
@@ -24,28 +34,57 @@ from featspace.data.datasets import (
     names,
     read_idx,
 )
+from featspace.data.episodic import EpisodicBatchSampler, EpisodicSampler, episodic_loader
+from featspace.data.fewshot_splits import (
+    DATASET_PREFIX,
+    SPLITS,
+    ClassSet,
+    FewShotSplit,
+    SplitTooLargeError,
+    cub_split_of_class,
+    load_bundle,
+    load_split,
+    split_for_dataset,
+)
+from featspace.data.fewshot_splits import describe as describe_split
+from featspace.data.fewshot_splits import names as split_names
 from featspace.data.split import stratified_split
 from featspace.data.transforms import AUGMENT_POLICIES, augment_batch, augmentation_keys, derive_seed, normalize
 
 __all__ = [
     "AUGMENT_POLICIES",
+    "DATASETS",
+    "DATASET_PREFIX",
     "DEBIAN_FASHION_MNIST_DIR",
+    "SPLITS",
+    "ClassSet",
     "DataModule",
     "DatasetBundle",
     "DatasetNotFoundError",
+    "EpisodicBatchSampler",
+    "EpisodicSampler",
     "EpochLoader",
     "EpochShuffleSampler",
+    "FewShotSplit",
     "InMemoryImages",
+    "SplitTooLargeError",
     "augment_batch",
     "augmentation_keys",
     "channel_stats",
+    "cub_split_of_class",
     "default_data_dir",
     "derive_seed",
     "describe",
+    "describe_split",
+    "episodic_loader",
     "load",
+    "load_bundle",
+    "load_split",
     "names",
     "normalize",
     "read_idx",
+    "split_for_dataset",
+    "split_names",
     "stratified_split",
 ]
 

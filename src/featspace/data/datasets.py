@@ -23,7 +23,7 @@ import io
 import os
 import pickle
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from featspace.data.split import stratified_split
+from featspace.registry import Registry
+
 __all__ = [
+    "DATASETS",
     "DatasetBundle",
     "DatasetNotFoundError",
     "DEBIAN_FASHION_MNIST_DIR",
@@ -95,59 +99,20 @@ class DatasetBundle:
 
 # ---------------------------------------------------------------------------------------------- registry
 
-
-@dataclass(frozen=True)
-class _Entry:
-    loader: Callable[..., DatasetBundle]
-    description: str
-
-
-_REGISTRY: dict[str, _Entry] = {}
-
-
-def _register(name: str, description: str) -> Callable[[Callable[..., DatasetBundle]], Callable[..., DatasetBundle]]:
-    def decorate(fn: Callable[..., DatasetBundle]) -> Callable[..., DatasetBundle]:
-        _REGISTRY[name] = _Entry(fn, description)
-        return fn
-
-    return decorate
+#: every dataset ``load`` knows: a loader ``(root: Path, [download: bool], [image_size: int]) -> DatasetBundle``
+#: registered with its description; ``featspace.data.fewshot_splits`` adds the ``fewshot_<split>`` ones
+DATASETS = Registry("dataset", fixed=("root",), parameter="option")
 
 
 def names() -> list[str]:
     """Registered dataset names, in registration order (digits first: it needs no download), then the
     base classes of the few-shot splits as ``fewshot_<split>``."""
-    return list(_REGISTRY) + list(_fewshot_entries())
-
-
-def _fewshot_entries() -> dict[str, _Entry]:
-    """``fewshot_<split>``: the base (training) classes of each class-disjoint few-shot split, whose novel
-    classes ``featspace fewshot`` evaluates. Imported on use: featspace.fewshot builds on this module."""
-    from featspace.fewshot import splits
-
-    def loader(split: str) -> Callable[..., DatasetBundle]:
-        def load_split_bundle(root: Path, download: bool = False, image_size: int | None = None) -> DatasetBundle:
-            if download:
-                raise ValueError(f"few-shot split {split!r} cannot be downloaded by featspace; see its description")
-            return splits.load_bundle(split, data_dir=root, image_size=image_size)
-
-        return load_split_bundle
-
-    return {f"{splits.DATASET_PREFIX}{s}": _Entry(loader(s), f"few-shot base classes: {splits.describe(s)}")
-            for s in splits.names()}
+    return DATASETS.names()
 
 
 def describe(name: str) -> str:
     """One-line description of a dataset."""
-    return _entry(name).description
-
-
-def _entry(name: str) -> _Entry:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    fewshot = _fewshot_entries() if isinstance(name, str) and name.startswith("fewshot_") else {}
-    if name in fewshot:
-        return fewshot[name]
-    raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(names())}")
+    return DATASETS.describe(name)
 
 
 def default_data_dir() -> Path:
@@ -176,17 +141,21 @@ def load(
     Raises :class:`DatasetNotFoundError` when the files are missing or corrupt, ``ValueError`` for an
     unknown name or an option the dataset does not take.
     """
-    entry = _entry(name)
+    entry = DATASETS.entry(name)
+    options = DATASETS.parameters(name)
+    # what a loader accepts is read from its signature, so a new loader needs no case here
+    if image_size is not None and "image_size" not in options:
+        sized = ", ".join(n for n in names() if "image_size" in DATASETS.parameters(n))
+        raise ValueError(f"{name!r} has a fixed image size; image_size applies to {sized} only")
+    if data_dir is None and entry.extras.get("needs_data_dir"):
+        raise ValueError(f"{name} needs data_dir: {entry.extras['needs_data_dir']}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    if name.startswith("fewshot_"):
-        return entry.loader(root, download=download, image_size=image_size)
-    if image_size is not None and name != "imagefolder":
-        raise ValueError(f"image_size applies to 'imagefolder' only; {name!r} has a fixed size")
-    if name == "imagefolder":
-        if data_dir is None:
-            raise ValueError("imagefolder needs data_dir: a directory with train/ and test/ (or val/) subfolders")
-        return entry.loader(root, image_size=32 if image_size is None else image_size)
-    return entry.loader(root, download=download)
+    kwargs: dict[str, object] = {}
+    if "download" in options:
+        kwargs["download"] = download
+    if image_size is not None:
+        kwargs["image_size"] = image_size
+    return DATASETS.build(name, root, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -342,15 +311,14 @@ def _load_idx_dir(directory: Path) -> tuple[tuple[Tensor, Tensor], tuple[Tensor,
 # ---------------------------------------------------------------------------------------------- digits
 
 
-@_register("digits", "scikit-learn's bundled 8×8 handwritten digits (1797 images, 10 classes); needs no download")
+@DATASETS.register("digits", description="scikit-learn's bundled 8×8 handwritten digits (1797 images, 10 classes); "
+                   "needs no download")
 def _load_digits(root: Path, download: bool = False) -> DatasetBundle:
     """The 8×8 digits of scikit-learn (UCI optdigits test set), split 80/20 stratified with seed 0.
 
     Values 0–16 become uint8 by ``round(v · 255 / 16)``; nothing is upsampled.
     """
-    from sklearn.datasets import load_digits
-
-    from featspace.data.split import stratified_split
+    from sklearn.datasets import load_digits  # scikit-learn is slow to import: only when this loader runs
 
     digits = load_digits()
     images = torch.from_numpy(np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
@@ -410,13 +378,14 @@ def _load_mnist_family(name: str, tv_class_name: str, root: Path, download: bool
     raise not_found_error(name, [f"{s}[.gz]" for s in stems], tried, how, cause)
 
 
-@_register("mnist", "MNIST handwritten digits, 28×28 grayscale, 60k train / 10k test, 10 classes")
+@DATASETS.register("mnist", description="MNIST handwritten digits, 28×28 grayscale, 60k train / 10k test, 10 classes")
 def _load_mnist(root: Path, download: bool = False) -> DatasetBundle:
     how = _DOWNLOAD_HINT.format(root=root) + f", or place the four IDX files in {root / 'MNIST' / 'raw'}"
     return _load_mnist_family("mnist", "MNIST", root, download, [], how)
 
 
-@_register("fashion_mnist", "Fashion-MNIST clothing images, 28×28 grayscale, 60k train / 10k test, 10 classes")
+@DATASETS.register("fashion_mnist", description="Fashion-MNIST clothing images, 28×28 grayscale, 60k train / 10k "
+                   "test, 10 classes")
 def _load_fashion_mnist(root: Path, download: bool = False) -> DatasetBundle:
     how = (_DOWNLOAD_HINT.format(root=root) + f", or `apt install dataset-fashion-mnist` (IDX files in "
            f"{DEBIAN_FASHION_MNIST_DIR}), or place the four IDX files in {root / 'FashionMNIST' / 'raw'}")
@@ -496,17 +465,19 @@ def _coarse_labels(paths: list[Path]) -> Tensor:
     return torch.tensor(labels, dtype=torch.int64)
 
 
-@_register("cifar10", "CIFAR-10 natural images, 32×32 RGB, 50k train / 10k test, 10 classes")
+@DATASETS.register("cifar10", description="CIFAR-10 natural images, 32×32 RGB, 50k train / 10k test, 10 classes")
 def _load_cifar10(root: Path, download: bool = False) -> DatasetBundle:
     return _load_cifar("cifar10", "CIFAR10", root, download)
 
 
-@_register("cifar100", "CIFAR-100 natural images, 32×32 RGB, 50k train / 10k test, 100 fine classes")
+@DATASETS.register("cifar100", description="CIFAR-100 natural images, 32×32 RGB, 50k train / 10k test, "
+                   "100 fine classes")
 def _load_cifar100(root: Path, download: bool = False) -> DatasetBundle:
     return _load_cifar("cifar100", "CIFAR100", root, download)
 
 
-@_register("cifar100_coarse", "CIFAR-100 with its 20 coarse superclass labels, 32×32 RGB, 50k train / 10k test")
+@DATASETS.register("cifar100_coarse", description="CIFAR-100 with its 20 coarse superclass labels, 32×32 RGB, "
+                   "50k train / 10k test")
 def _load_cifar100_coarse(root: Path, download: bool = False) -> DatasetBundle:
     return _load_cifar("cifar100_coarse", "CIFAR100", root, download, coarse=True)
 
@@ -514,7 +485,8 @@ def _load_cifar100_coarse(root: Path, download: bool = False) -> DatasetBundle:
 # ---------------------------------------------------------------------------------------------- SVHN
 
 
-@_register("svhn", "SVHN street-view house numbers, 32×32 RGB, 73k train / 26k test, 10 classes (no extra set)")
+@DATASETS.register("svhn", description="SVHN street-view house numbers, 32×32 RGB, 73k train / 26k test, "
+                   "10 classes (no extra set)")
 def _load_svhn(root: Path, download: bool = False) -> DatasetBundle:
     from torchvision import datasets
 
@@ -546,7 +518,9 @@ def _load_svhn(root: Path, download: bool = False) -> DatasetBundle:
 # ---------------------------------------------------------------------------------------------- image folders
 
 
-@_register("imagefolder", "any train/ + test/ (or val/) tree of class folders of images, resized and held in memory")
+@DATASETS.register("imagefolder", description="any train/ + test/ (or val/) tree of class folders of images, "
+                   "resized and held in memory",
+                   needs_data_dir="a directory with train/ and test/ (or val/) subfolders")
 def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
     """Read ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``) through torchvision's
     ImageFolder, convert every image to RGB, resize it to ``image_size × image_size`` (bilinear, with

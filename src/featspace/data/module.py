@@ -34,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, get_worker_info
 
 from featspace.data.datasets import DatasetBundle
+from featspace.data.episodic import episodic_loader
 from featspace.data.split import stratified_split
 from featspace.data.transforms import AUGMENT_POLICIES, augment_batch, augmentation_keys, derive_seed, normalize
 
@@ -249,8 +250,6 @@ class DataModule(L.LightningDataModule):
         ``episode_ways``/``episode_shots`` set, batches are N-way K-shot episodes instead (built here, where
         the DDP world size is known, so each process gets its part of every episode)."""
         if self.episode_ways:
-            from featspace.fewshot.sampler import episodic_loader
-
             return episodic_loader(self.train_set, self.bundle.train_labels[self.train_idx], self.episode_ways,
                                    self.episode_shots, seed=self.seed, loader_class=EpochLoader,
                                    collate_fn=_batch_is_ready, num_workers=self.num_workers,

@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+# the unit rows every cosine here starts from; featspace.functional.rows owns them
+from featspace.functional.rows import NORM_EPS, normalize_rows
+
 __all__ = [
     "additive_angular_margin",
     "angles",
@@ -29,45 +32,8 @@ __all__ = [
     "hyperplane_hinge_sums",
     "hyperplane_projections_from_cosines",
     "multiplicative_angular_margin",
-    "normalize_rows",
     "target_weight_cosines",
 ]
-
-#: the floor of ‖x‖ and ‖w_j‖ in normalisations (as ``F.normalize``): a zero vector normalises to zero.
-NORM_EPS = 1e-12
-
-
-class _NormalizeRows(torch.autograd.Function):
-    """t_i/max(‖t_i‖, eps) with the backward written out (see :func:`normalize_rows`)."""
-
-    @staticmethod
-    def forward(ctx, t: Tensor, eps: float) -> Tensor:
-        norm = torch.linalg.vector_norm(t, dim=1, keepdim=True)
-        inv_norm = norm.clamp_min(eps).reciprocal_()
-        out = t * inv_norm
-        ctx.input_dtype = t.dtype
-        ctx.save_for_backward(out, inv_norm, norm >= eps)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:
-        out, inv_norm, unclamped = ctx.saved_tensors
-        # ∂(t/‖t‖) = (I − t̂t̂ᵀ)/‖t‖: grad = (g − t̂·(t̂·g))/‖t‖; where the eps floor holds, only g/eps
-        radial = torch.bmm(grad_out.to(out.dtype)[:, None, :], out[:, :, None])[:, :, 0] * unclamped
-        grad = torch.addcmul(grad_out, out, radial, value=-1.0).mul_(inv_norm)
-        return grad.to(ctx.input_dtype), None
-
-
-def normalize_rows(t: Tensor, eps: float = NORM_EPS) -> Tensor:
-    """t_i/max(‖t_i‖, eps) for every row of t [N, d]: ``F.normalize(t, dim=1, eps=eps)``, three times as fast.
-
-    A multiplication by the reciprocal norm [N, 1] instead of a division by the norm expanded to [N, d],
-    and a backward written out, (g − t̂·(t̂·g))/‖t‖, that makes two passes over [N, d] where autograd
-    through the expression makes five (at C = 1000 the class weights' normalisation was the largest cost of
-    the cosine heads after the products). A zero row stays zero. First derivatives only.
-    """
-    return _NormalizeRows.apply(t, eps)
 
 
 def cosine_logits(x: Tensor, weight: Tensor, eps: float = NORM_EPS) -> Tensor:

@@ -17,19 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["nca_loss", "proto_loss", "squared_distances"]
+from featspace.functional.rows import class_sums, squared_distances
 
-
-def squared_distances(a: Tensor, b: Tensor) -> Tensor:
-    """All squared Euclidean distances ‖a_i − b_j‖², by ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j.
-
-    a: [n, d], b: [m, d] -> [n, m]. The expansion costs one matmul instead of an n×m×d tensor; rounding
-    can make it slightly negative for coincident points, so it is clamped at 0 (no square root is taken,
-    so the gradient stays finite at zero distance).
-    """
-    sq_a = a.pow(2).sum(1)
-    sq_b = b.pow(2).sum(1)
-    return (sq_a[:, None] + sq_b[None, :] - 2.0 * (a @ b.T)).clamp_min(0.0)
+__all__ = ["nca_loss", "proto_loss"]
 
 
 def _check_batch(x: Tensor, y: Tensor) -> None:
@@ -91,8 +81,7 @@ def proto_loss(x: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
 
 def _proto_loss_over_classes(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
     """proto_loss with prototypes for every label in [0, num_classes), absent ones masked; no host sync."""
-    counts = torch.zeros(num_classes, dtype=x.dtype, device=x.device).index_add_(0, y, torch.ones_like(x[:, 0]))
-    sums = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, y, x)  # [K, d]
+    sums, counts = class_sums(x, y, num_classes)  # [K, d], [K]; the sums also give the leave-one-out means
     means = sums / counts.clamp_min(1.0)[:, None]
     own_count = counts[y]  # [n]
     valid = own_count >= 2

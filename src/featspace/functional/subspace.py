@@ -1,4 +1,5 @@
-"""Projections onto the complement of the classifier subspace (003 eq. 7-11): direct and spectral.
+"""Projections onto the complement of the classifier subspace (003 eq. 7-11), direct and spectral, and the
+discriminant score in each subspace (003 Table 1).
 
 The direct-sum paper (003_3b01b74d9ee629e7.txt, Sec. 2.4 and 3.4) writes its classifier as W ∈ R^{d×C}
 (one column per class). featspace stores the same matrix in the ``nn.Linear`` layout, ``weight`` [C, d]
@@ -23,6 +24,8 @@ because the padded directions (λ = 0) get weight 1 − 0 = 1 and W̃ W̃ᵀ = I
 For p = 0 the paper's binary weights 1 − λ̃⁰ ∈ {0, 1} pick the basis vectors with λ = 0: featspace takes
 0⁰ = 0 for zero singular values, so p = 0 is the exact complement projection, the ε → 0 limit of eq. 8.
 Singular values below ``rtol · max s`` count as zero (numerical rank, as ``torch.linalg.matrix_rank``).
+The evaluation basis of Table 1 (:func:`classifier_subspace_basis`, :func:`discriminant_scores`) uses the
+coarser :data:`BASIS_RTOL` instead, so that nearly dependent trained weights get the subspace they use.
 
 Gradients of the spectral projection with respect to ``weight`` do not go through the backward of
 ``torch.linalg.svd``: that divides by s_i² − s_j² and returns NaN when two singular values coincide, which
@@ -37,11 +40,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from featspace.functional.rows import class_means
+
 __all__ = [
+    "BASIS_RTOL",
+    "NO_VARIANCE_RTOL",
     "classifier_projection",
     "classifier_subspace_basis",
     "complement_projection",
     "discriminant_ratio",
+    "discriminant_scores",
     "spectral_complement_projection",
     "spectral_weights",
 ]
@@ -102,6 +110,14 @@ def classifier_projection(x: Tensor, weight: Tensor, eps: float = 1e-3) -> Tenso
         raise ValueError(f"eps must be >= 0, got {eps!r}")
     x, weight = _common_dtype(x, weight)
     return _classifier_component(x, weight, eps)
+
+
+#: rank tolerance of :func:`classifier_subspace_basis`: singular values at or below this fraction of the largest
+#: do not span the classifier subspace (evaluation; the training projections use machine epsilon instead)
+BASIS_RTOL = 1e-3
+#: a scatter trace at or below this fraction of Σ‖x_i‖² is no variance: float64 rounding of a projection leaves
+#: about 1e-32 of it, a subspace the features really use far more
+NO_VARIANCE_RTOL = 1e-12
 
 
 def _default_rtol(weight: Tensor) -> float:
@@ -204,40 +220,94 @@ def spectral_complement_projection(x: Tensor, weight: Tensor, p: float, rtol: fl
     return _SpectralComplement.apply(x, weight, float(p), tolerance)
 
 
-def classifier_subspace_basis(weight: Tensor, rtol: float | None = None) -> Tensor:
+def classifier_subspace_basis(weight: Tensor, rtol: float = BASIS_RTOL) -> Tensor:
     """Orthonormal basis of the classifier subspace span(W), as rows: [r, d] with r its numerical rank.
 
     The paper's W with WᵀW = I (Sec. 2.4), transposed. ``x @ basis.T`` [n, r] are the coordinates "Wᵀx"
-    of 003 Table 1 and ``x − (x @ basis.T) @ basis`` the complement part "W⊥W⊥ᵀx". Not differentiable
-    through a change of rank; meant for evaluation (e.g. the discriminant score in each subspace).
+    of 003 Table 1 and ``x − (x @ basis.T) @ basis`` the complement part "W⊥W⊥ᵀx". Singular values of
+    ``weight`` [C, d] at or below ``rtol`` × the largest are dropped (default :data:`BASIS_RTOL` = 1e-3, not
+    machine epsilon as in :func:`spectral_complement_projection`): a classifier whose weights are nearly
+    linearly dependent, e.g. centred weights or PEDCC points that sum to zero (rank C − 1) stored in float32,
+    gets the subspace it actually uses instead of a direction of rounding noise. A zero weight has rank 0.
+    Computed in at least float32, without gradient; meant for evaluation (:func:`discriminant_scores`).
     """
     if weight.dim() != 2:
-        raise ValueError(f"weight must have shape [C, d], got {tuple(weight.shape)}")
+        raise ValueError(f"weight must have shape [C, d], got shape {tuple(weight.shape)}")
     work = weight.detach().to(torch.promote_types(weight.dtype, torch.float32))
+    if not bool(torch.isfinite(work).all()):
+        raise ValueError("weight contains NaN or infinite values")
     _, s, vh = torch.linalg.svd(work, full_matrices=False)
-    tolerance = _default_rtol(work) if rtol is None else float(rtol)
-    rank = int((s > tolerance * s[:1]).sum()) if s.numel() else 0
+    rank = int((s > float(rtol) * s[:1]).sum()) if s.numel() else 0
     return vh[:rank]
 
 
+def _scatter_traces(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(tr S_B, tr S_T) of the rows of x [n, k] grouped by labels y [n] (any integer values), as sums over
+    samples: S_T = Σ_i (x_i − m)(x_i − m)ᵀ, S_B = Σ_c n_c (m_c − m)(m_c − m)ᵀ."""
+    _, inverse = torch.unique(y, return_inverse=True)
+    centred = x - x.mean(0)
+    means, counts = class_means(centred, inverse, int(inverse.max()) + 1 if inverse.numel() else 1)  # m_c − m
+    return (counts.to(x.dtype) * means.pow(2).sum(1)).sum(), centred.pow(2).sum()
+
+
+def _ratio(between: Tensor, total: Tensor, floor: Tensor) -> Tensor:
+    # trace(S_T) at or below the floor is no variance (or rounding noise of it): the ratio is undefined
+    undefined = total <= floor
+    ratio = between / torch.where(undefined, torch.ones_like(total), total)
+    return torch.where(undefined, torch.full_like(ratio, float("nan")), ratio)
+
+
+def _no_variance_floor(x: Tensor) -> Tensor:
+    return NO_VARIANCE_RTOL * x.pow(2).sum()
+
+
+def _check_labelled(x: Tensor, y: Tensor) -> Tensor:
+    if x.dim() != 2 or y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"x must be [n, d] and y [n]; got {tuple(x.shape)} and {tuple(y.shape)}")
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def discriminant_ratio(x: Tensor, y: Tensor) -> Tensor:
-    """Fukunaga's discriminant score trace(S_B) / trace(S_T) ∈ [0, 1] (003 Table 1, ref. [13]).
+    """Fukunaga's discriminant score σ_B/σ_T = trace(S_B) / trace(S_T) ∈ [0, 1] (003 Table 1, ref. [13]).
 
         S_T = Σ_i (x_i − m)(x_i − m)ᵀ,   S_B = Σ_c n_c (m_c − m)(m_c − m)ᵀ
 
-    x: [n, d], y: [n] labels -> scalar in at least float32. Both traces are invariant to rotations, so the
-    score of coordinates in an orthonormal basis equals that of the projected d-dimensional vectors.
-    0 when all samples coincide (trace(S_T) = 0).
+    (the paper's 1/N on both cancels). x: [n, d], y: [n] labels (any integer values) -> scalar in at least
+    float32. Both traces are invariant to rotations, so the score of coordinates in an orthonormal basis
+    equals that of the projected d-dimensional vectors. NaN where the samples have no variance: the ratio
+    0/0 is undefined, and 0 would read as "no class separation" (:data:`NO_VARIANCE_RTOL` says what counts).
     """
-    if x.dim() != 2 or y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"x must be [n, d] and y [n]; got {tuple(x.shape)} and {tuple(y.shape)}")
-    x = x.to(torch.promote_types(x.dtype, torch.float32))
-    _, inverse = torch.unique(y, return_inverse=True)
-    k = int(inverse.max()) + 1
-    member = torch.zeros(x.shape[0], k, dtype=x.dtype, device=x.device).scatter_(1, inverse[:, None], 1.0)
-    counts = member.sum(0)
-    centred = x - x.mean(0)
-    class_means = (member.T @ centred) / counts[:, None]
-    total = centred.pow(2).sum()
-    between = (counts * class_means.pow(2).sum(1)).sum()
-    return between / total.clamp_min(torch.finfo(x.dtype).tiny)
+    x = _check_labelled(x, y)
+    between, total = _scatter_traces(x, y)
+    return _ratio(between, total, _no_variance_floor(x))
+
+
+def discriminant_scores(x: Tensor, y: Tensor, weight: Tensor | None = None,
+                        rtol: float = BASIS_RTOL) -> dict[str, Tensor]:
+    """σ_B/σ_T of x [n, d] with labels y [n] in the whole space and in the two subspaces of 003 Table 1.
+
+    Returns ``{"total": ...}`` and, with ``weight`` [C, d] (a linear classifier's class weights; the bias plays
+    no part), also ``"classifier"`` on Wᵀx and ``"complement"`` on W_⊥ᵀx, with W from
+    :func:`classifier_subspace_basis` (``rtol`` its rank tolerance). Only the basis of the (at most
+    C-dimensional) classifier subspace is built: W_⊥ᵀx has the scatter traces of the residual x − W Wᵀx,
+    computed directly rather than as tr S − tr(WᵀSW), which would cancel when little variance lies outside
+    the classifier subspace. Each value is a scalar tensor in at least float32, NaN where its subspace
+    carries no variance (:data:`NO_VARIANCE_RTOL` of Σ‖x_i‖², so that features lying inside the classifier
+    subspace leave a NaN complement, not a ratio of rounding noise) or is empty (rank 0 leaves no classifier
+    subspace, rank d no complement).
+    """
+    x = _check_labelled(x, y)
+    floor = _no_variance_floor(x)
+    result = {"total": _ratio(*_scatter_traces(x, y), floor)}
+    if weight is None:
+        return result
+    if weight.dim() != 2 or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight must have shape [C, {x.shape[1]}], got shape {tuple(weight.shape)}")
+    basis = classifier_subspace_basis(weight, rtol).to(x.dtype)  # [r, d]
+    coordinates = x @ basis.T
+    result["classifier"] = _ratio(*_scatter_traces(coordinates, y), floor)
+    if basis.shape[0] == x.shape[1]:
+        result["complement"] = torch.full_like(floor, float("nan"))
+    else:
+        result["complement"] = _ratio(*_scatter_traces(x - coordinates @ basis, y), floor)
+    return result

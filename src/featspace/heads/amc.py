@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from featspace.functional.angular import NORM_EPS, angles
+from featspace.functional.angular import angles
+from featspace.functional.rows import NORM_EPS, normalize_rows
+from featspace.heads import hparams
 from featspace.heads.base import HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
 
@@ -33,20 +34,12 @@ def angular_margin_contrastive_loss(embeddings: Tensor, labels: Tensor, margin: 
     n = embeddings.shape[0]
     if n < 2:
         return embeddings.sum() * 0.0
-    unit = F.normalize(embeddings, dim=1, eps=eps)
+    unit = normalize_rows(embeddings, eps)
     first, second = torch.triu_indices(n, n, offset=1, device=embeddings.device)
     theta = angles((unit @ unit.T)[first, second])
     same_class = labels[first] == labels[second]
     per_pair = torch.where(same_class, theta.square(), (margin - theta).clamp_min(0.0).square())
     return per_pair.mean()
-
-
-def _real_in(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"amc: {name} must be a finite real number, got {value!r}")
-    if not low <= float(value) <= high:
-        raise ValueError(f"amc: {name} must lie in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 @register_head("amc")
@@ -79,8 +72,8 @@ class AMCHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, margin: float = 0.5, lam: float = 0.1) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.margin = _real_in("margin", margin, 0.0, math.pi)
-        self.lam = _real_in("lam", lam, 0.0, 1.0)
+        self.margin = hparams.real("margin", margin, low=0.0, high=math.pi, owner="amc")
+        self.lam = hparams.real("lam", lam, low=0.0, high=1.0, owner="amc")
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = self.scores(embeddings)

@@ -12,13 +12,12 @@ Subclasses implement ``compute(x, y)`` and ``scores(x)``; ``forward`` and ``pred
 inputs first, so every head raises the same clear ``ValueError`` on a wrong shape, an out-of-range label
 or a non-finite embedding instead of returning a NaN loss.
 
-Heads register themselves with ``@register_head("name")``; ``build(name, embedding_dim, num_classes,
-**hparams)`` and ``names()`` sit on top, as in timm.
+Heads register themselves with ``@register_head("name")`` in :data:`HEADS` (a ``featspace.registry.Registry``);
+``build(name, embedding_dim, num_classes, **hparams)`` and ``names()`` sit on top, as in timm.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
@@ -26,7 +25,12 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from featspace import distributed
+from featspace.heads.hparams import integer
+from featspace.registry import Registry, parameters_of
+
 __all__ = [
+    "HEADS",
     "Head",
     "HeadOutput",
     "build",
@@ -72,12 +76,8 @@ class Head(nn.Module):
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
-        if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        self.embedding_dim = embedding_dim
-        self.num_classes = num_classes
+        self.embedding_dim = integer("embedding_dim", embedding_dim, low=1)
+        self.num_classes = integer("num_classes", num_classes, low=2)
         self.validate_inputs = True
 
     # ----------------------------------------------------------------------------------- contract
@@ -156,9 +156,7 @@ class Head(nn.Module):
         heads with ``uses_batch_statistics`` get every process's samples concatenated in rank order,
         with gradients flowing back to each process's own samples (see ``featspace.distributed``).
         """
-        from featspace.distributed import gather_with_grad  # local: keeps heads importable alone
-
-        return gather_with_grad(embeddings, labels)
+        return distributed.gather_with_grad(embeddings, labels)
 
     def sample_mean(self, values: Tensor) -> Tensor:
         """Mean of per-sample loss terms [B] that stays exact under DDP with uneven shards.
@@ -168,12 +166,10 @@ class Head(nn.Module):
         and gradients equal those of the mean over the whole global batch even when the shards differ
         in size (a last batch). Heads that gather batch statistics use it for their per-sample terms.
         """
-        from featspace.distributed import global_count, world_size
-
-        processes = world_size()
+        processes = distributed.world_size()
         if processes == 1:
             return values.mean()
-        return values.sum() * (processes / global_count(values.shape[0], values.device))
+        return values.sum() * (processes / distributed.global_count(values.shape[0], values.device))
 
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={v!r}" for k, v in hparams_of(self).items())
@@ -189,7 +185,8 @@ def upcast_half(t: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type[Head]] = {}
+#: every head by name; ``embedding_dim`` and ``num_classes`` are the caller's, the rest are hyperparameters
+HEADS = Registry("head", fixed=("embedding_dim", "num_classes"), parameter="hyperparameter")
 H = TypeVar("H", bound=type[Head])
 
 
@@ -199,10 +196,8 @@ def register_head(name: str) -> Callable[[H], H]:
     def decorate(cls: H) -> H:
         if not (isinstance(cls, type) and issubclass(cls, Head)):
             raise TypeError(f"@register_head({name!r}) must decorate a Head subclass, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"head name {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-        cls.name = name
-        _REGISTRY[name] = cls
+        HEADS.register(name)(cls)
+        cls.name = name  # after registering: a refused duplicate leaves the class as it was
         return cls
 
     return decorate
@@ -210,28 +205,12 @@ def register_head(name: str) -> Callable[[H], H]:
 
 def names() -> list[str]:
     """Sorted names of every registered head."""
-    return sorted(_REGISTRY)
+    return sorted(HEADS.names())
 
 
 def get_head_class(name: str) -> type[Head]:
     """The class registered under ``name``; ``ValueError`` listing the valid names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(names())}") from None
-
-
-def _hparam_names(cls: type[Head]) -> list[str]:
-    params = inspect.signature(cls.__init__).parameters
-    return [p for p in params if p not in ("self", "embedding_dim", "num_classes")]
-
-
-def _hparam_defaults(cls: type[Head]) -> dict[str, object]:
-    params = inspect.signature(cls.__init__).parameters
-    return {
-        k: p.default for k, p in params.items()
-        if k not in ("self", "embedding_dim", "num_classes") and p.default is not inspect.Parameter.empty
-    }
+    return HEADS.get(name)
 
 
 def build(name: str, embedding_dim: int, num_classes: int, **hparams: object) -> Head:
@@ -239,23 +218,15 @@ def build(name: str, embedding_dim: int, num_classes: int, **hparams: object) ->
 
     Raises ``ValueError`` for an unknown name or hyperparameter, listing the valid ones.
     """
-    cls = get_head_class(name)
-    valid = _hparam_names(cls)
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"head {name!r} has no hyperparameter(s) {', '.join(unknown)}; "
-            f"valid: {', '.join(valid) if valid else '(none)'}"
-        )
-    return cls(embedding_dim, num_classes, **hparams)
+    return HEADS.build(name, embedding_dim, num_classes, **hparams)
 
 
 def hparams_of(head: Head) -> dict[str, object]:
     """The hyperparameters a head was built with (its constructor's arguments, read back from
     attributes of the same name where the head keeps them)."""
-    cls = type(head)
     out: dict[str, object] = {}
-    for key in _hparam_names(cls):
+    # from the class's own signature, so unregistered subclasses (and their repr) work too
+    for key in parameters_of(type(head), HEADS.fixed):
         if hasattr(head, key):
             value = getattr(head, key)
             if isinstance(value, (int, float, str, bool, type(None))):
@@ -265,10 +236,9 @@ def hparams_of(head: Head) -> dict[str, object]:
 
 def describe(name: str) -> str:
     """One-line description of a head: the first line of its class docstring."""
-    doc = inspect.getdoc(get_head_class(name)) or ""
-    return doc.splitlines()[0] if doc else ""
+    return HEADS.describe(name)
 
 
 def default_hparams(name: str) -> dict[str, object]:
     """The defaults of a head's hyperparameters, as its constructor declares them."""
-    return _hparam_defaults(get_head_class(name))
+    return HEADS.defaults(name)

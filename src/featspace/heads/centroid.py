@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featspace.functional.rows import class_means, class_sums, normalize_rows
+from featspace.heads import hparams
 from featspace.heads.base import HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
 
@@ -42,9 +44,7 @@ def center_update_wen(centroids: Tensor, embeddings: Tensor, labels: Tensor, alp
     centroids [C, d], embeddings [B, d], labels [B] -> new centroids [C, d]. Classes absent from the batch
     have Δc_j = 0. The "+1" damps classes with few samples in the batch (one sample moves its centroid by α/2).
     """
-    y = labels.long()
-    counts = torch.bincount(y, minlength=centroids.shape[0]).to(centroids.dtype)
-    sums = torch.zeros_like(centroids).index_add_(0, y, embeddings.to(centroids.dtype))
+    sums, counts = class_sums(embeddings.to(centroids.dtype), labels, centroids.shape[0])
     step = (counts[:, None] * centroids - sums) / (1.0 + counts[:, None])
     return centroids - alpha * step
 
@@ -54,11 +54,8 @@ def center_update_batch_mean(centroids: Tensor, embeddings: Tensor, labels: Tens
 
     centroids [C, d], embeddings [B, d], labels [B] -> new centroids [C, d].
     """
-    y = labels.long()
-    counts = torch.bincount(y, minlength=centroids.shape[0]).to(centroids.dtype)
-    sums = torch.zeros_like(centroids).index_add_(0, y, embeddings.to(centroids.dtype))
+    means, counts = class_means(embeddings.to(centroids.dtype), labels, centroids.shape[0])
     present = counts > 0
-    means = sums / counts.clamp_min(1.0)[:, None]
     return torch.where(present[:, None], (1.0 - alpha) * centroids + alpha * means, centroids)
 
 
@@ -71,6 +68,7 @@ def center_update_per_sample(centroids: Tensor, embeddings: Tensor, labels: Tens
     """
     y = labels.long()
     num_classes = centroids.shape[0]
+    # integer counts for the ranks below, and sums weighted by rank: not functional.class_sums' plain sums
     counts = torch.bincount(y, minlength=num_classes)
     order = torch.argsort(y, stable=True)
     first_of_class = torch.cumsum(counts, 0) - counts
@@ -91,11 +89,6 @@ _UPDATE_RULES = {
     "batch_mean": center_update_batch_mean,
     "per_sample": center_update_per_sample,
 }
-
-
-def _check_weight(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 # ----------------------------------------------------------------------------------------------- heads
@@ -121,9 +114,8 @@ class IcvHead(LinearClassifier):
     """
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 1.0, normalize: bool = False) -> None:
-        _check_weight("lam", lam)
-        if not isinstance(normalize, bool):
-            raise ValueError(f"normalize must be a bool, got {normalize!r}")
+        hparams.real("lam", lam, low=0.0)
+        hparams.boolean("normalize", normalize)
         super().__init__(embedding_dim, num_classes)
         self.lam = lam
         self.normalize = normalize
@@ -131,7 +123,7 @@ class IcvHead(LinearClassifier):
         self.centroids = nn.Parameter(torch.empty(num_classes, embedding_dim).uniform_(-bound, bound))
 
     def feature_space(self, embeddings: Tensor) -> Tensor:
-        return F.normalize(embeddings, dim=1, eps=1e-12) if self.normalize else embeddings
+        return normalize_rows(embeddings) if self.normalize else embeddings
 
     def scores(self, embeddings: Tensor) -> Tensor:
         return super().scores(self.feature_space(embeddings))
@@ -176,12 +168,9 @@ class CenterHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 0.003, alpha: float = 0.5,
                  update: str = "wen") -> None:
-        _check_weight("lam", lam)
-        _check_weight("alpha", alpha)
-        if alpha > 1:
-            raise ValueError(f"alpha must lie in [0, 1] (a rate of a running average), got {alpha!r}")
-        if update not in _UPDATES:
-            raise ValueError(f"update must be one of {', '.join(map(repr, _UPDATES))}, got {update!r}")
+        hparams.real("lam", lam, low=0.0)
+        hparams.real("alpha", alpha, low=0.0, high=1.0, hint="a rate of a running average")
+        hparams.choice("update", update, _UPDATES)
         super().__init__(embedding_dim, num_classes)
         self.lam = lam
         self.alpha = alpha

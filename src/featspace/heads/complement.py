@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from featspace.heads import hparams
 from featspace.heads.base import HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
 
@@ -65,12 +65,8 @@ class ComplementObjectiveHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 1.0, normalize: str = "log") -> None:
         super().__init__(embedding_dim, num_classes)
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"cot: lam must be a finite real number >= 0, got {lam!r}")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"cot: normalize must be one of {', '.join(NORMALIZATIONS)}; got {normalize!r}")
-        self.lam = float(lam)
-        self.normalize = normalize
+        self.lam = hparams.real("lam", lam, low=0.0, owner="cot")
+        self.normalize = hparams.choice("normalize", normalize, NORMALIZATIONS, owner="cot")
 
     def _normalizer(self) -> float:
         if self.normalize == "log":

@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featspace.functional.metric import nca_loss, proto_loss, squared_distances
+from featspace.functional.metric import nca_loss, proto_loss
+from featspace.functional.rows import class_means, squared_distances
 from featspace.functional.subspace import (
     classifier_projection,
     complement_projection,
     spectral_complement_projection,
 )
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
 
@@ -55,21 +56,6 @@ def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager[Any
         return torch.autocast(device.type, enabled=False)
     except RuntimeError:  # a device type autocast does not know: nothing to switch off
         return contextlib.nullcontext()
-
-
-def _choice(name: str, value: object, valid: tuple[str, ...]) -> str:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
-    return str(value)
-
-
-def _real(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    value = float(value)
-    if value < low or (low_open and value == low) or value > high:
-        raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {value!r}")
-    return value
 
 
 def _metric(metric: str, x: Tensor, y: Tensor, num_classes: int) -> Tensor:
@@ -129,18 +115,14 @@ class DirectSumHead(LinearClassifier):
         basis_seed: int = 0,
     ) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.cls = _choice("cls", cls, CLASSIFICATION_LOSSES)
-        self.metric = _choice("metric", metric, METRIC_LOSSES)
-        self.mode = _choice("mode", mode, MODES)
-        self.lam = _real("lam", lam, low=0.0)
-        self.eps = _real("eps", eps, low=0.0, low_open=True)
-        self.p = _real("p", p, low=0.0, high=1.0)
-        if not isinstance(detach_projection, bool):
-            raise ValueError(f"detach_projection must be a bool, got {detach_projection!r}")
-        self.detach_projection = detach_projection
-        if isinstance(basis_seed, bool) or not isinstance(basis_seed, int):
-            raise ValueError(f"basis_seed must be an int, got {basis_seed!r}")
-        self.basis_seed = basis_seed
+        self.cls = hparams.choice("cls", cls, CLASSIFICATION_LOSSES)
+        self.metric = hparams.choice("metric", metric, METRIC_LOSSES)
+        self.mode = hparams.choice("mode", mode, MODES)
+        self.lam = hparams.real("lam", lam, low=0.0)
+        self.eps = hparams.real("eps", eps, low=0.0, low_open=True)
+        self.p = hparams.real("p", p, low=0.0, high=1.0)
+        self.detach_projection = hparams.boolean("detach_projection", detach_projection)
+        self.basis_seed = hparams.integer("basis_seed", basis_seed)
         if self.mode in ("direct", *FIXED_MODES) and embedding_dim <= num_classes:
             raise ValueError(
                 f"mode={self.mode!r} needs embedding_dim > num_classes (a complement of the classifier subspace), "
@@ -229,7 +211,7 @@ class ClassMeanHead(Head):
 
     def __init__(self, embedding_dim: int, num_classes: int, momentum: float = 0.1) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.momentum = _real("momentum", momentum, low=0.0, high=1.0, low_open=True)
+        self.momentum = hparams.real("momentum", momentum, low=0.0, high=1.0, low_open=True)
         self.register_buffer("class_means", torch.zeros(num_classes, embedding_dim))
         self.register_buffer("class_seen", torch.zeros(num_classes, dtype=torch.bool))
 
@@ -239,10 +221,8 @@ class ClassMeanHead(Head):
     @torch.no_grad()
     def update_means(self, x: Tensor, y: Tensor) -> None:
         """Move the running means of the classes present in x [n, d], y [n] towards their batch means."""
-        member = (y[:, None] == torch.arange(self.num_classes, device=y.device)[None, :]).to(self.class_means.dtype)
-        counts = member.sum(0)
+        batch_means, counts = class_means(x.to(self.class_means.dtype), y, self.num_classes)
         present = counts > 0
-        batch_means = (member.T @ x.to(self.class_means.dtype)) / counts.clamp_min(1.0)[:, None]
         rate = torch.where(self.class_seen, torch.full_like(counts, self.momentum), torch.ones_like(counts))
         rate = torch.where(present, rate, torch.zeros_like(rate))[:, None]
         self.class_means.mul_(1.0 - rate).add_(rate * batch_means)

@@ -12,11 +12,11 @@ from featspace.functional.angular import (
     cosine_logits,
     cosines_and_target_weight_cosines,
     hyperplane_hinge_sums,
-    normalize_rows,
     target_weight_cosines,
 )
+from featspace.functional.rows import normalize_rows
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
-from featspace.heads.margin import real_hparam
 
 __all__ = ["HASeparatorHead"]
 
@@ -55,11 +55,9 @@ class HASeparatorHead(Head):
     def __init__(self, embedding_dim: int, num_classes: int, margin: float = 0.1, scale: float = 1.0,
                  include_target_term: bool = False) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.margin = real_hparam("margin", margin, low=0.0, high=1.0, low_open=True)
-        self.scale = real_hparam("scale", scale, low=0.0, low_open=True)
-        if not isinstance(include_target_term, bool):
-            raise ValueError(f"include_target_term must be a bool, got {include_target_term!r}")
-        self.include_target_term = include_target_term
+        self.margin = hparams.real("margin", margin, low=0.0, high=1.0, low_open=True)
+        self.scale = hparams.real("scale", scale, low=0.0, low_open=True)
+        self.include_target_term = hparams.boolean("include_target_term", include_target_term)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         bound = 1.0 / math.sqrt(embedding_dim)
         nn.init.uniform_(self.weight, -bound, bound)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featspace.functional.ace import ace_scores, whiten
+from featspace.functional.rows import normalize_rows
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 
 __all__ = ["LACEHead"]
@@ -80,12 +82,8 @@ class LACEHead(Head):
         super().__init__(embedding_dim, num_classes)
         for key, value in (("use_mean", use_mean), ("use_covariance", use_covariance),
                            ("per_class_background", per_class_background), ("learn_temperature", learn_temperature)):
-            if not isinstance(value, bool):
-                raise ValueError(f"lace: {key} must be True or False, got {value!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0
-        ):
-            raise ValueError(f"lace: temperature must be a finite number > 0, got {temperature!r}")
+            hparams.boolean(key, value, owner="lace")
+        hparams.real("temperature", temperature, low=0.0, low_open=True, owner="lace")
         self.use_mean = use_mean
         self.use_covariance = use_covariance
         self.per_class_background = per_class_background
@@ -140,4 +138,4 @@ class LACEHead(Head):
         if self.per_class_background:
             return None
         with torch.no_grad():
-            return F.normalize(whiten(self.signatures, self.whitening), dim=-1, eps=self.eps)
+            return normalize_rows(whiten(self.signatures, self.whitening), self.eps)

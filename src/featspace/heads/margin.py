@@ -21,19 +21,19 @@ multiplicative ones.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featspace.functional.angular import (
-    NORM_EPS,
     additive_angular_margin,
     combined_margin,
     cosine_logits,
     multiplicative_angular_margin,
 )
+from featspace.functional.rows import NORM_EPS
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
 
@@ -46,18 +46,6 @@ __all__ = [
     "NormFaceHead",
     "SphereFaceHead",
 ]
-
-
-def real_hparam(name: str, value: object, *, low: float, high: float = math.inf, low_open: bool = False,
-          high_open: bool = False) -> float:
-    """``value`` as a float if it is a real number in the given interval; ``ValueError`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    value = float(value)
-    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return value
 
 
 class CosineMarginHead(Head):
@@ -73,7 +61,7 @@ class CosineMarginHead(Head):
         if scale is None and scale_none_means_feature_norm:
             self.scale = None
         else:
-            self.scale = real_hparam("scale", scale, low=0.0, low_open=True)
+            self.scale = hparams.real("scale", scale, low=0.0, low_open=True)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         bound = 1.0 / math.sqrt(embedding_dim)
         nn.init.uniform_(self.weight, -bound, bound)
@@ -128,7 +116,7 @@ class CosFaceHead(CosineMarginHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.4) -> None:
         super().__init__(embedding_dim, num_classes, scale)
-        self.margin = real_hparam("margin", margin, low=0.0)
+        self.margin = hparams.real("margin", margin, low=0.0)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         return cos_target - self.margin
@@ -149,7 +137,7 @@ class ArcFaceHead(CosineMarginHead):
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.05) -> None:
         super().__init__(embedding_dim, num_classes, scale)
         # up to π/2 the threshold rule keeps φ non-increasing; beyond ≈ 2.33 rad its step would go upwards
-        self.margin = real_hparam("margin", margin, low=0.0, high=math.pi / 2)
+        self.margin = hparams.real("margin", margin, low=0.0, high=math.pi / 2)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         return additive_angular_margin(cos_target, self.margin)
@@ -171,9 +159,9 @@ class CombinedMarginHead(CosineMarginHead):
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 64.0, margin1: float = 1.0,
                  margin2: float = 0.3, margin3: float = 0.2) -> None:
         super().__init__(embedding_dim, num_classes, scale)
-        self.margin1 = real_hparam("margin1", margin1, low=0.0, low_open=True)
-        self.margin2 = real_hparam("margin2", margin2, low=0.0, high=math.pi, high_open=True)
-        self.margin3 = real_hparam("margin3", margin3, low=0.0)
+        self.margin1 = hparams.real("margin1", margin1, low=0.0, low_open=True)
+        self.margin2 = hparams.real("margin2", margin2, low=0.0, high=math.pi, high_open=True)
+        self.margin3 = hparams.real("margin3", margin3, low=0.0)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         return combined_margin(cos_target, self.margin1, self.margin2, self.margin3)
@@ -199,8 +187,8 @@ class SphereFaceHead(CosineMarginHead):
     def __init__(self, embedding_dim: int, num_classes: int, scale: float | None = 64.0, margin: float = 1.35,
                  softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, scale, scale_none_means_feature_norm=True)
-        self.margin = real_hparam("margin", margin, low=1.0)
-        self.softmax_weight = real_hparam("softmax_weight", softmax_weight, low=0.0)
+        self.margin = hparams.real("margin", margin, low=1.0)
+        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         psi = multiplicative_angular_margin(cos_target, self.margin)
@@ -226,10 +214,8 @@ class LSoftmaxHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, margin: int = 4, softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, bias=False)
-        if isinstance(margin, bool) or not isinstance(margin, numbers.Integral) or margin < 1:
-            raise ValueError(f"margin must be an integer >= 1 (L-Softmax's m), got {margin!r}")
-        self.margin = int(margin)
-        self.softmax_weight = real_hparam("softmax_weight", softmax_weight, low=0.0)
+        self.margin = hparams.integer("margin", margin, low=1, hint="L-Softmax's m")
+        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = upcast_half(self.scores(embeddings))

@@ -15,13 +15,12 @@ The pure math is exposed as functions (``pedcc_cosines``, ``norm_adaptive_cosine
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from featspace import pedcc
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 
 __all__ = [
@@ -99,6 +98,8 @@ def self_correlation_loss(
     return loss
 
 
+# x/(‖x‖ + ε), the ε of eq. 10–11 that pedcc_cosines also adds: not featspace.functional.normalize_rows'
+# floor max(‖x‖, ε), so that SC and MSE see exactly the x̃ whose cosines the scores are
 def _normalize(embeddings: Tensor, eps: float = COSINE_EPS) -> Tensor:
     return embeddings / (torch.linalg.vector_norm(embeddings, dim=1, keepdim=True) + eps)
 
@@ -113,10 +114,8 @@ class PedccHead(Head):
 
     def __init__(self, embedding_dim: int, num_classes: int, pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
         super().__init__(embedding_dim, num_classes)
-        if pedcc_method not in ("exact", "repulsion"):
-            raise ValueError(f"pedcc_method must be 'exact' or 'repulsion', got {pedcc_method!r}")
-        if not isinstance(pedcc_seed, int) or isinstance(pedcc_seed, bool):
-            raise ValueError(f"pedcc_seed must be an int, got {pedcc_seed!r}")
+        hparams.choice("pedcc_method", pedcc_method, ("exact", "repulsion"))
+        hparams.integer("pedcc_seed", pedcc_seed)
         self.pedcc_seed = pedcc_seed
         self.pedcc_method = pedcc_method
         try:
@@ -139,11 +138,6 @@ class PedccHead(Head):
 
     def learned_centroids(self) -> Tensor:
         return self.centroids
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @register_head("cosine")
@@ -188,9 +182,8 @@ class NacHead(PedccHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, alpha: float = 0.01, variant: str = "text",
                  pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
-        _check_nonnegative("alpha", alpha)
-        if variant not in _VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(map(repr, _VARIANTS))}, got {variant!r}")
+        hparams.real("alpha", alpha, low=0.0)
+        hparams.choice("variant", variant, _VARIANTS)
         super().__init__(embedding_dim, num_classes, pedcc_seed, pedcc_method)
         self.alpha = alpha
         self.variant = variant
@@ -221,8 +214,7 @@ class NacHead(PedccHead):
 
     def start_epoch(self, epoch: int) -> None:
         """Set δ for epoch ``epoch`` (1-based) from the mean norm of the epoch just finished."""
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-            raise ValueError(f"epoch must be an int >= 1 (1-based), got {epoch!r}")
+        hparams.integer("epoch", epoch, low=1, hint="1-based")
         self.sync_epoch_norm_statistics()
         with torch.no_grad():
             if int(self.epoch_norm_count) > 0:
@@ -287,7 +279,7 @@ class PodHead(NacHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, alpha: float = 0.01, lam: float = 1.0,
                  variant: str = "text", pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
-        _check_nonnegative("lam", lam)
+        hparams.real("lam", lam, low=0.0)
         super().__init__(embedding_dim, num_classes, alpha, variant, pedcc_seed, pedcc_method)
         self.lam = lam
 
@@ -321,13 +313,10 @@ class PedccLossHead(PedccHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 15.0, margin: float = 0.5,
                  lam: float = 1.0, mse_root: float = 1.0, pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
-        _check_nonnegative("margin", margin)
-        _check_nonnegative("lam", lam)
-        if isinstance(mse_root, bool) or not isinstance(mse_root, (int, float)) or not mse_root >= 1 \
-                or not math.isfinite(mse_root):
-            raise ValueError(f"mse_root (n of eq. 4) must be a finite number >= 1, got {mse_root!r}")
+        hparams.real("scale", scale, low=0.0, low_open=True)
+        hparams.real("margin", margin, low=0.0)
+        hparams.real("lam", lam, low=0.0)
+        hparams.real("mse_root", mse_root, low=1.0, hint="n of eq. 4")
         super().__init__(embedding_dim, num_classes, pedcc_seed, pedcc_method)
         self.scale = scale
         self.margin = margin

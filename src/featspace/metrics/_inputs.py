@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
-ArrayLike = Any  # torch.Tensor | np.ndarray | nested sequences; kept loose so torch stays an optional import here
+from featspace.functional import normalize_rows
+
+ArrayLike = Any  # torch.Tensor | np.ndarray | nested sequences
 
 
 def to_numpy(values: ArrayLike) -> np.ndarray:
@@ -58,3 +61,15 @@ def labels_array(labels: ArrayLike, num_rows: int, name: str = "labels") -> np.n
 def check_num_classes(labels: np.ndarray, num_classes: int, name: str = "labels") -> None:
     if labels.size and labels.max() >= num_classes:
         raise ValueError(f"{name} must lie in [0, {num_classes}), got {labels.max()}")
+
+
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``array``'s memory where it can, to hand a validated array to ``featspace.functional``
+    (``torch.from_numpy`` refuses negative strides, e.g. of ``x[::-1]``, so those are copied)."""
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows of a float64 array [N, d] scaled to unit L2 norm, by ``featspace.functional.normalize_rows`` (the one
+    implementation heads and metrics share): a zero row stays zero, so its cosine with everything is 0."""
+    return normalize_rows(as_tensor(x.astype(np.float64, copy=False))).numpy()

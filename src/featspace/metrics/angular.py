@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featspace.metrics._inputs import ArrayLike, embeddings_array, labels_array
+from featspace.metrics._inputs import ArrayLike, embeddings_array, labels_array, unit_rows
 
 __all__ = ["AngularSeparation", "angular_separation", "kl_divergence", "pair_angles", "sample_pairs", "wasserstein_1d"]
 
@@ -74,11 +74,6 @@ class AngularSeparation:
     kl_smoothing: float
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
 def _degrees(cosines: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
 
@@ -100,7 +95,7 @@ def pair_angles(
 
     On the exact path the angles come in the order of the pairs (i, j), i < j, row by row.
     """
-    x = _unit_rows(embeddings_array(embeddings, min_rows=2))
+    x = unit_rows(embeddings_array(embeddings, min_rows=2))
     y = labels_array(labels, x.shape[0])
     if max_pairs < 1:
         raise ValueError(f"max_pairs must be positive, got {max_pairs}")

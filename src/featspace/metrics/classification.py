@@ -9,8 +9,18 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from featspace.metrics._inputs import ArrayLike, check_num_classes, embeddings_array, labels_array, to_numpy
+from featspace import functional
+from featspace.metrics._inputs import (
+    ArrayLike,
+    as_tensor,
+    check_num_classes,
+    embeddings_array,
+    labels_array,
+    to_numpy,
+    unit_rows,
+)
 
 __all__ = ["accuracy", "class_means", "nearest_centroid_accuracy", "nearest_centroid_predict"]
 
@@ -29,24 +39,16 @@ def accuracy(scores: ArrayLike, labels: ArrayLike) -> float:
 def class_means(embeddings: ArrayLike, labels: ArrayLike, num_classes: int) -> np.ndarray:
     """Class means [C, d] (float64) of ``embeddings`` [N, d] grouped by ``labels`` [N].
 
-    A class without samples gets a row of NaN, which ``nearest_centroid_accuracy`` never predicts.
+    A class without samples gets a row of NaN, which ``nearest_centroid_accuracy`` never predicts. The sums are
+    ``featspace.functional.class_means``, in float64.
     """
     x = embeddings_array(embeddings)
     y = labels_array(labels, x.shape[0])
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     check_num_classes(y, int(num_classes))
-    sums = np.zeros((int(num_classes), x.shape[1]))
-    np.add.at(sums, y, x)
-    counts = np.bincount(y, minlength=int(num_classes)).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts[:, None]
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; zero rows stay zero (their cosine with everything is 0)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    means, counts = functional.class_means(as_tensor(x), as_tensor(y), int(num_classes))
+    return means.masked_fill((counts == 0)[:, None], float("nan")).numpy()
 
 
 def nearest_centroid_predict(embeddings: ArrayLike, centroids: ArrayLike, *, normalize: bool = False) -> np.ndarray:
@@ -54,8 +56,8 @@ def nearest_centroid_predict(embeddings: ArrayLike, centroids: ArrayLike, *, nor
 
     Euclidean distance, or with ``normalize=True`` the cosine (embeddings and centroids L2-normalized, so the
     nearest centroid is the one of largest cosine). Rows of ``centroids`` that are NaN (absent classes) are
-    never chosen. Distances are computed in row chunks of at most ``_DISTANCE_BLOCK`` entries through
-    ‖x − c‖² = ‖x‖² − 2 xᵀc + ‖c‖², so N×C never has to fit in memory at once.
+    never chosen. The rule is ``featspace.functional.nearest_centroid`` (argmin of ‖c‖² − 2 xᵀc, in float64),
+    applied in row chunks of at most ``_DISTANCE_BLOCK`` entries, so N×C never has to fit in memory at once.
     """
     x = embeddings_array(embeddings)
     c = to_numpy(centroids).astype(np.float64)
@@ -64,20 +66,14 @@ def nearest_centroid_predict(embeddings: ArrayLike, centroids: ArrayLike, *, nor
     absent = ~np.isfinite(c).all(axis=1)
     if absent.all():
         raise ValueError("centroids has no finite row")
-    c = np.where(absent[:, None], 0.0, c)
     if normalize:
-        x = _unit_rows(x)
-        c = _unit_rows(c)
-    centroid_sq_norms = np.einsum("cd,cd->c", c, c)
-    centroid_sq_norms[absent] = np.inf
+        x = unit_rows(x)
+        # absent rows stay NaN, so that nearest_centroid still never chooses them
+        c = np.where(absent[:, None], np.nan, unit_rows(np.where(absent[:, None], 0.0, c)))
+    rows, centroid_tensor = as_tensor(x), as_tensor(c)
     chunk = max(1, _DISTANCE_BLOCK // c.shape[0])
-    predictions = np.empty(x.shape[0], dtype=np.int64)
-    for start in range(0, x.shape[0], chunk):
-        block = x[start:start + chunk]
-        # ‖x‖² is the same for every centroid, so it does not change the argmin
-        distances = centroid_sq_norms[None, :] - 2.0 * (block @ c.T)
-        predictions[start:start + chunk] = distances.argmin(axis=1)
-    return predictions
+    return torch.cat([functional.nearest_centroid(rows[start:start + chunk], centroid_tensor)
+                      for start in range(0, x.shape[0], chunk)]).numpy()
 
 
 def nearest_centroid_accuracy(
@@ -110,7 +106,7 @@ def nearest_centroid_accuracy(
         raise ValueError(f"test_embeddings have width {test.shape[1]}, train_embeddings {train.shape[1]}")
     if centroids is None:
         num_classes = int(max(train_y.max(), test_y.max())) + 1
-        centroids = class_means(_unit_rows(train) if normalize else train, train_y, num_classes)
+        centroids = class_means(unit_rows(train) if normalize else train, train_y, num_classes)
     predictions = nearest_centroid_predict(test, centroids, normalize=normalize)
     check_num_classes(test_y, to_numpy(centroids).shape[0], "test_labels")
     return float(np.mean(predictions == test_y))

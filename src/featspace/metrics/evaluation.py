@@ -21,9 +21,12 @@ HEAD_SPACE_PREFIX = "head_space_"
 
 
 def _space_metrics(embeddings: np.ndarray, labels: np.ndarray, seed: int, max_pairs: int,
-                   max_silhouette_samples: int) -> dict[str, float]:
+                   max_silhouette_samples: int, details: dict[str, Any] | None = None,
+                   prefix: str = "") -> dict[str, float]:
     result = dict(cluster_validity(embeddings, labels, seed=seed, max_samples=max_silhouette_samples))
     separation = angular_separation(embeddings, labels, max_pairs=max_pairs, seed=seed)
+    if details is not None:
+        details[f"{prefix}angular_separation"] = separation
     result.update(
         d_em=separation.d_em,
         d_kl=separation.d_kl,
@@ -60,6 +63,7 @@ def evaluate(
     seed: int = 0,
     max_pairs: int = 2_000_000,
     max_silhouette_samples: int = 10_000,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """All metrics of ``featspace.metrics`` on the test embeddings, as ``{name: float}``.
 
@@ -71,7 +75,10 @@ def evaluate(
         space), as a callable taking a CPU float32 tensor [M, d] and returning [M, d'], or the transformed test
         embeddings [M, d'] themselves; cluster validity and angular separation are then also computed there.
     seed: every random choice (k-means, subsamples, pair samples). max_pairs, max_silhouette_samples: see
-        ``angular_separation`` and ``cluster_validity``.
+        ``angular_separation`` and ``cluster_validity``. details: a dict that receives the
+        ``AngularSeparation`` behind the angular keys (``"angular_separation"``, and
+        ``"head_space_angular_separation"`` with feature_space), so a caller that draws the pair-angle
+        histograms does not compute them again.
 
     Keys (a key is absent when its input is not given):
       accuracy                                                    with test_scores
@@ -102,7 +109,7 @@ def evaluate(
             result[f"ncc_learned_accuracy{suffix}"] = nearest_centroid_accuracy(
                 train, train_y, test, test_y, centroids=learned_centroids, normalize=normalize)
 
-    result.update(_space_metrics(test, test_y, seed, max_pairs, max_silhouette_samples))
+    result.update(_space_metrics(test, test_y, seed, max_pairs, max_silhouette_samples, details))
 
     discriminant = discriminant_score(test, test_y, weight=classifier_weight)
     result.update({f"discriminant_{key}": value for key, value in discriminant.items()})
@@ -112,6 +119,7 @@ def evaluate(
 
     if feature_space is not None:
         transformed = _transform(feature_space, test)
-        space = _space_metrics(transformed, test_y, seed, max_pairs, max_silhouette_samples)
+        space = _space_metrics(transformed, test_y, seed, max_pairs, max_silhouette_samples, details,
+                               HEAD_SPACE_PREFIX)
         result.update({HEAD_SPACE_PREFIX + key: value for key, value in space.items()})
     return result

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featspace.metrics._inputs import ArrayLike, check_num_classes, embeddings_array, labels_array
+from featspace.metrics._inputs import ArrayLike, check_num_classes, embeddings_array, labels_array, unit_rows
 
 __all__ = ["norm_split_accuracy", "normalized_dimension_variance"]
 
@@ -57,7 +57,5 @@ def normalized_dimension_variance(embeddings: ArrayLike) -> float:
     zero after normalization. Smaller means the energy of the normalized features is spread more evenly
     over the dimensions.
     """
-    x = embeddings_array(embeddings)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    unit = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    unit = unit_rows(embeddings_array(embeddings))
     return float(np.var(np.var(unit, axis=0)))

@@ -10,15 +10,15 @@ formulas assume. Classifier layers of the torchvision networks are removed; no w
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TypeVar
 
 from torch import Tensor, nn
 
 from featspace.models.resnet12 import ResNet12
+from featspace.registry import Registry
 
-__all__ = ["Backbone", "SmallCNN", "build_backbone", "describe", "names"]
+__all__ = ["BACKBONES", "Backbone", "SmallCNN", "build_backbone", "describe", "names", "register_backbone"]
 
 
 class Backbone(nn.Module):
@@ -82,6 +82,37 @@ class SmallCNN(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------- builders
+
+#: every backbone by name; a factory takes ``(in_channels, embedding_dim, **options)`` (see register_backbone)
+BACKBONES = Registry("backbone", fixed=("in_channels", "embedding_dim"), parameter="option")
+FactoryT = TypeVar("FactoryT", bound=Callable[..., Backbone])
+
+
+def register_backbone(name: str, *, description: str | None = None,
+                      min_image_size: int = 1) -> Callable[[FactoryT], FactoryT]:
+    """Decorator: make a backbone factory buildable as ``build_backbone(name, in_channels=..., ...)``.
+
+    The factory's signature is ``factory(in_channels: int, embedding_dim: int | None, **options) -> Backbone``:
+
+    - ``in_channels``: channels of the input images (1 for grayscale, 3 for RGB);
+    - ``embedding_dim``: the width D the caller wants, or None for the network's native width; a trunk with
+      native width F wrapped as ``Backbone(name, trunk, in_channels, F, embedding_dim)`` gets the linear neck
+      F → D that this asks for;
+    - options: keyword arguments with defaults (``width: int = 64``); ``build_backbone`` rejects any other
+      keyword, listing these, before calling the factory (a factory with ``**kwargs`` is not checked);
+      an option named ``image_size`` receives ``build_backbone``'s ``image_size`` (the input side).
+
+    It returns a :class:`Backbone` whose ``forward`` maps ``[B, in_channels, H, W]`` to ``[B, embedding_dim]``.
+    description: one line for ``describe(name)`` (default: the first line of the factory's docstring).
+    min_image_size: the smallest image side the network accepts; ``build_backbone`` refuses smaller ones.
+    A name already taken by another factory is a ``ValueError``.
+
+    >>> @register_backbone("tiny_mlp", description="flatten + one linear layer; for tests")
+    ... def tiny_mlp(in_channels: int, embedding_dim: int | None, image_size: int = 8) -> Backbone:
+    ...     trunk = nn.Sequential(nn.Flatten(), nn.Linear(in_channels * image_size**2, 32))
+    ...     return Backbone("tiny_mlp", trunk, in_channels, 32, embedding_dim)
+    """
+    return BACKBONES.register(name, description=description, min_image_size=min_image_size)
 
 
 def _small_cnn(in_channels: int, embedding_dim: int | None, widths: tuple[int, int, int] = (16, 32, 64),
@@ -157,47 +188,35 @@ def _resnet12(in_channels: int, embedding_dim: int | None, widths: tuple[int, ..
 
 # ---------------------------------------------------------------------------------------------- registry
 
-
-@dataclass(frozen=True)
-class _Entry:
-    build: Callable[..., Backbone]
-    description: str
-    min_image_size: int = 1  # smaller inputs fail inside the network (e.g. DenseNet's 2×2 transitions)
-
-
-_REGISTRY: dict[str, _Entry] = {
-    "small_cnn": _Entry(_small_cnn, "3 strided conv-BN-ReLU stages + 2 FC layers to embedding_dim (default 64); "
-                        "trains on CPU in minutes"),
-    "resnet18_cifar": _Entry(_cifar_resnet(18), "ResNet-18 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
-                             "512-d"),
-    "resnet50_cifar": _Entry(_cifar_resnet(50), "ResNet-50 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
-                             "2048-d"),
-    "resnet12": _Entry(_resnet12, "few-shot ResNet-12 (64-160-320-640, leaky ReLU 0.1, no DropBlock); 640-d"),
-    "resnet50": _Entry(_torchvision_resnet("resnet50"), "torchvision ResNet-50 (ImageNet stem), untrained; 2048-d"),
-    "resnext50_32x4d": _Entry(_torchvision_resnet("resnext50_32x4d"), "torchvision ResNeXt-50 32×4d, untrained; "
-                              "2048-d"),
-    "wide_resnet50_2": _Entry(_torchvision_resnet("wide_resnet50_2"), "torchvision WideResNet-50-2, untrained; "
-                              "2048-d"),
-    "densenet121": _Entry(_densenet121, "torchvision DenseNet-121, untrained; 1024-d", min_image_size=29),
-    "mobilenet_v2": _Entry(_mobilenet_v2, "torchvision MobileNetV2, untrained; 1280-d"),
-}
+# in one place and in this order, which is the order ``names()`` lists them in: featspace's own, then torchvision's
+register_backbone("small_cnn", description="3 strided conv-BN-ReLU stages + 2 FC layers to embedding_dim "
+                  "(default 64); trains on CPU in minutes")(_small_cnn)
+register_backbone("resnet18_cifar", description="ResNet-18 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
+                  "512-d")(_cifar_resnet(18))
+register_backbone("resnet50_cifar", description="ResNet-50 with the CIFAR stem (3×3 stride-1 conv, no max-pool); "
+                  "2048-d")(_cifar_resnet(50))
+register_backbone("resnet12", description="few-shot ResNet-12 (64-160-320-640, leaky ReLU 0.1, no DropBlock); "
+                  "640-d")(_resnet12)
+register_backbone("resnet50", description="torchvision ResNet-50 (ImageNet stem), untrained; "
+                  "2048-d")(_torchvision_resnet("resnet50"))
+register_backbone("resnext50_32x4d", description="torchvision ResNeXt-50 32×4d, untrained; "
+                  "2048-d")(_torchvision_resnet("resnext50_32x4d"))
+register_backbone("wide_resnet50_2", description="torchvision WideResNet-50-2, untrained; "
+                  "2048-d")(_torchvision_resnet("wide_resnet50_2"))
+# smaller inputs fail inside the network, at DenseNet-121's 2×2 transitions
+register_backbone("densenet121", description="torchvision DenseNet-121, untrained; 1024-d",
+                  min_image_size=29)(_densenet121)
+register_backbone("mobilenet_v2", description="torchvision MobileNetV2, untrained; 1280-d")(_mobilenet_v2)
 
 
 def names() -> list[str]:
-    """Registered backbone names."""
-    return list(_REGISTRY)
+    """Registered backbone names, in registration order (featspace's own first)."""
+    return BACKBONES.names()
 
 
 def describe(name: str) -> str:
     """One-line description of a backbone, with its native feature width."""
-    return _entry(name).description
-
-
-def _entry(name: str) -> _Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(names())}") from None
+    return BACKBONES.describe(name)
 
 
 def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = None, image_size: int = 32,
@@ -215,20 +234,23 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
 
     Raises ``ValueError`` for an unknown name or option (listing the valid ones) and bad sizes.
     """
-    entry = _entry(name)
+    entry = BACKBONES.entry(name)
+    min_image_size = entry.extras.get("min_image_size", 1)
     for arg, value in (("in_channels", in_channels), ("image_size", image_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{arg} must be a positive int, got {value!r}")
     if embedding_dim is not None and (not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool)
                                       or embedding_dim < 1):
         raise ValueError(f"embedding_dim must be a positive int or None, got {embedding_dim!r}")
-    if image_size < entry.min_image_size:
-        raise ValueError(f"{name} needs images of at least {entry.min_image_size}×{entry.min_image_size} pixels, "
+    if image_size < min_image_size:
+        raise ValueError(f"{name} needs images of at least {min_image_size}×{min_image_size} pixels, "
                          f"got {image_size}; use a smaller backbone (small_cnn, resnet12, resnet18_cifar)")
-    options = [p for p in inspect.signature(entry.build).parameters if p not in ("in_channels", "embedding_dim")]
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)} for backbone {name!r}; "
-                         f"valid options: {', '.join(options) or 'none'}")
-    return entry.build(in_channels, embedding_dim, **kwargs)
+    if "image_size" in BACKBONES.parameters(name):
+        kwargs = {**kwargs, "image_size": image_size}  # a factory that sizes layers by the input gets it
+    model = BACKBONES.build(name, in_channels, embedding_dim, **kwargs)
+    # a user's factory (register_backbone) may return anything; the trainer relies on Backbone's attributes
+    if not isinstance(model, Backbone):
+        raise TypeError(f"backbone factory {name!r} returned {type(model).__name__}, not a Backbone; wrap the network "
+                        "as Backbone(name, trunk, in_channels, feature_dim, embedding_dim)")
+    return model
 

@@ -12,12 +12,9 @@ import base64
 import html
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from featspace.report.model import Report
 from featspace.report.tables import Table
-
-if TYPE_CHECKING:
-    from featspace.report.build import Report
 
 __all__ = ["report_to_html", "table_to_html", "png_data_uri"]
 

@@ -350,10 +350,14 @@ def plot_tsne(
     return _save(fig, path)
 
 
-def plot_angle_histograms(separation: AngularSeparation, path: str | os.PathLike[str], *,
+def plot_angle_histograms(separation: AngularSeparation | Any, path: str | os.PathLike[str], *,
                           title: str | None = None) -> Path:
     """Histograms of the positive- and negative-pair angles of ``separation`` (004 Fig. 4), each normalized to
-    fractions of its pairs, with the mean angles marked and D_EM (degrees) and D_KL in the title."""
+    fractions of its pairs, with the mean angles marked and D_EM (degrees) and D_KL in the title.
+
+    ``separation``: an :class:`AngularSeparation`, or anything with its histogram fields (``histogram_edges``,
+    ``positive_hist``, ``negative_hist``, the means, pair counts, ``d_em``, ``d_kl``, ``sampled``) such as a
+    run's ``pair_angles.json`` read back; the angle samples themselves are not needed."""
     edges = np.asarray(separation.histogram_edges)
     widths = np.diff(edges)
     fig = Figure(figsize=(7.5, 4.6), layout="constrained")

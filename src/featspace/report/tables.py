@@ -1,6 +1,6 @@
 """Comparison tables: runs aggregated into mean ± std over seeds, in the layout of a paper's table.
 
-A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspace.bench.suite``)::
+A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspace.suite``)::
 
     tables:
       - title: "Table 1: nearest centroid"
@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featspace.bench.suite import Suite, config_value
+from featspace.config import as_list, config_value, label_text
+from featspace.suite import Layout
 
 __all__ = [
     "MetricSpec",
@@ -60,8 +61,9 @@ __all__ = [
     "TableColumn",
     "Table",
     "Run",
-    "Layout",
+    "md_escape",
     "parse_table",
+    "parse_where",
     "parse_paper_value",
     "build_table",
     "rank_column",
@@ -69,6 +71,7 @@ __all__ = [
     "table_to_markdown",
     "tables_to_csv",
     "runs_to_csv",
+    "where_matches",
 ]
 
 _TABLE_KEYS = {"title", "rows", "columns", "where", "metrics", "paper", "corner", "note"}
@@ -172,28 +175,6 @@ class Table:
 
 
 @dataclass
-class Layout:
-    """The axes of a matrix: each axis's labels in display order, and the label sets of its cells."""
-
-    axis_labels: dict[str, list[str]]
-    label_sets: list[dict[str, str]]
-    axis_names: dict[str, str] = field(default_factory=dict)
-
-    def name(self, axis: str) -> str:
-        """The display name of an axis (the suite's ``axis_names``, else the axis itself)."""
-        return self.axis_names.get(axis, axis)
-
-    @classmethod
-    def from_suite(cls, suite: Suite, overrides: list[str] | tuple[str, ...] = ()) -> Layout:
-        sets: list[dict[str, str]] = []
-        for cell in suite.expand(seeds=[suite.seeds[0]], overrides=list(overrides)):
-            for labels in cell.label_sets:
-                if labels not in sets:
-                    sets.append(labels)
-        return cls({a.name: suite.axis_labels(a.name) for a in suite.axes}, sets, dict(suite.axis_names))
-
-
-@dataclass
 class Run:
     """What a table needs of a finished run: its cell labels, config and metrics."""
 
@@ -204,6 +185,7 @@ class Run:
     config: dict[str, Any]
     metrics: dict[str, Any]
     path: str = ""
+    code_version: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------- parsing
@@ -236,27 +218,19 @@ def parse_paper_value(value: Any) -> Stat | None:
         raise ValueError(f"a paper value must be a number or 'mean ± std', got {value!r}") from None
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def _label_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return None if value is None else label_text(value)
 
 
-def _parse_where(raw: Any, title: str) -> list[dict[str, list[str | None]]]:
+def parse_where(raw: Any, owner: str) -> list[dict[str, list[str | None]]]:
+    """A ``where`` field (a mapping of axis -> label or labels, or a list of such mappings: any of them) as a
+    list of clauses of label lists; ``owner`` names the table or figure entry in errors."""
     clauses = raw if isinstance(raw, list) else ([raw] if raw else [])
     out = []
     for clause in clauses:
         if not isinstance(clause, dict):
-            raise ValueError(f"table {title!r}: 'where' must be a mapping (or a list of mappings) of axis -> labels")
-        out.append({str(k): [_label_text(v) for v in _as_list(v)] if v is not None else [None]
+            raise ValueError(f"{owner}: 'where' must be a mapping (or a list of mappings) of axis -> labels")
+        out.append({str(k): [_label_text(v) for v in as_list(v)] if v is not None else [None]
                     for k, v in clause.items()})
     return out
 
@@ -271,7 +245,7 @@ def _parse_metric(raw: Any, title: str) -> MetricSpec:
         raise ValueError(f"table {title!r}: unknown metric field(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(_METRIC_KEYS))}")
     key_when = []
-    for rule in _as_list(raw.get("key_when")):
+    for rule in as_list(raw.get("key_when")):
         if not isinstance(rule, dict) or "key" not in rule or not isinstance(rule.get("where"), dict):
             raise ValueError(f"table {title!r}: key_when entries look like {{where: {{config_key: value}}, key: k}}")
         key_when.append((tuple(rule["where"].items()), str(rule["key"])))
@@ -293,12 +267,12 @@ def parse_table(raw: dict[str, Any], layout: Layout | None = None) -> TableSpec:
     if unknown:
         raise ValueError(f"table {title!r}: unknown field(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(_TABLE_KEYS))}")
-    metrics = [_parse_metric(m, title) for m in _as_list(raw.get("metrics"))]
+    metrics = [_parse_metric(m, title) for m in as_list(raw.get("metrics"))]
     if not metrics:
         raise ValueError(f"table {title!r}: needs at least one metric")
-    spec = TableSpec(title=title, rows=[str(a) for a in _as_list(raw.get("rows"))],
-                     columns=[str(a) for a in _as_list(raw.get("columns"))], metrics=metrics,
-                     where=_parse_where(raw.get("where"), title), corner=raw.get("corner"),
+    spec = TableSpec(title=title, rows=[str(a) for a in as_list(raw.get("rows"))],
+                     columns=[str(a) for a in as_list(raw.get("columns"))], metrics=metrics,
+                     where=parse_where(raw.get("where"), f"table {title!r}"), corner=raw.get("corner"),
                      note=str(raw.get("note") or ""))
     if not spec.rows:
         raise ValueError(f"table {title!r}: needs 'rows' (one or more axes)")
@@ -314,7 +288,7 @@ def parse_table(raw: dict[str, Any], layout: Layout | None = None) -> TableSpec:
         width = len(metrics) * (len(_col_keys(spec, layout)) if layout is not None else 0)
         rows = {}
         for label, values in paper["rows"].items():
-            values = _as_list(values)
+            values = as_list(values)
             if layout is not None and len(values) != width:
                 raise ValueError(f"table {title!r}: paper row {label!r} has {len(values)} values, the table has "
                                  f"{width} (column combinations x metrics)")
@@ -330,13 +304,15 @@ def parse_table(raw: dict[str, Any], layout: Layout | None = None) -> TableSpec:
 
 
 # ----------------------------------------------------------------------------------------- aggregation
+def where_matches(labels: dict[str, str], where: list[dict[str, list[str | None]]]) -> bool:
+    """Whether a cell's labels pass a parsed ``where`` (:func:`parse_where`): any clause whose axes all carry one
+    of its labels; an empty ``where`` passes everything."""
+    return not where or any(all(labels.get(axis) in wanted for axis, wanted in clause.items()) for clause in where)
+
+
 def _matches(labels: dict[str, str], spec: TableSpec) -> bool:
     allowed_axes = set(spec.rows) | set(spec.columns) | {k for clause in spec.where for k in clause}
-    if not set(labels) <= allowed_axes:
-        return False
-    if not spec.where:
-        return True
-    return any(all(labels.get(axis) in wanted for axis, wanted in clause.items()) for clause in spec.where)
+    return set(labels) <= allowed_axes and where_matches(labels, spec.where)
 
 
 def _axis_order(layout: Layout, axis: str, label: str | None) -> int:
@@ -490,7 +466,7 @@ def format_stat(stat: Stat | None, metric: MetricSpec, *, show_n: bool = False) 
 
 
 # -------------------------------------------------------------------------------------------- rendering
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     """Markdown table cell text: pipes and HTML-significant characters escaped (labels come from files)."""
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
             .replace("\n", " "))
@@ -498,22 +474,22 @@ def _md_escape(text: str) -> str:
 
 def table_to_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table: best **bold**, second <u>underlined</u>, caption below."""
-    header = [_md_escape(table.corner)] + [_md_escape(c.header(with_metric=table.multi_metric))
+    header = [md_escape(table.corner)] + [md_escape(c.header(with_metric=table.multi_metric))
                                            for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(table.columns)) + "|"]
     for r in range(len(table.row_labels)):
-        cells = [_md_escape(table.row_name(r))]
+        cells = [md_escape(table.row_name(r))]
         for c in range(len(table.columns)):
-            text = _md_escape(table.text(r, c))
+            text = md_escape(table.text(r, c))
             if table.ranks[r][c] == 1:
                 text = f"**{text}**"
             elif table.ranks[r][c] == 2:
                 text = f"<u>{text}</u>"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
-    out = [f"### {_md_escape(table.title)}", "", *lines, "", f"*{_md_escape(table.caption)}*"]
+    out = [f"### {md_escape(table.title)}", "", *lines, "", f"*{md_escape(table.caption)}*"]
     if table.note:
-        out += ["", _md_escape(table.note)]
+        out += ["", md_escape(table.note)]
     return "\n".join(out) + "\n"
 
 

@@ -1,20 +1,22 @@
-"""Training on Lightning: configs and recipes, the LightningModule, runs and their index, evaluation."""
+"""Training on Lightning: the fit (``fit``), a run's bookkeeping (``run``), the trained model's parts
+(``parts``), its evaluation (``evaluate``) and few-shot evaluation (``fewshot``)."""
 
-from featspace.train.config import TrainConfig, apply_overrides, describe_recipe, load_recipe, recipe_names
-from featspace.train.runs import DEFAULT_ROOT, RunIndex, RunRecord
-from featspace.train.trainer import RunResult, evaluate_run, read_config, train
+from featspace.config import TrainConfig, apply_overrides, describe_recipe, load_recipe, recipe_names
+from featspace.train.evaluate import evaluate_run
+from featspace.train.fewshot import evaluate_fewshot
+from featspace.train.parts import build_parts, load_trained
+from featspace.train.run import RunResult, train
 
 __all__ = [
-    "DEFAULT_ROOT",
-    "RunIndex",
-    "RunRecord",
     "RunResult",
     "TrainConfig",
     "apply_overrides",
+    "build_parts",
     "describe_recipe",
+    "evaluate_fewshot",
     "evaluate_run",
     "load_recipe",
-    "read_config",
+    "load_trained",
     "recipe_names",
     "train",
 ]

@@ -1,12 +1,16 @@
-"""Evaluation of a trained backbone + head: embeddings, every feature-space metric, and the plots.
+"""Evaluation of a trained backbone + head: embeddings of the splits, every feature-space metric, and the files
+the figures are drawn from.
 
-Runs after training (in the training process, rank 0) and on demand with ``featspace eval RUN_DIR``.
-The test embeddings, labels, scores and the head's feature space are saved as ``embeddings.npz``; the
-metrics as ``metrics.json``; the figures under ``plots/``. Every file is written atomically.
+Runs after training (in the training process, rank 0) and on demand with ``featspace eval RUN_DIR``. It writes,
+through ``featspace.rundir``: ``embeddings.npz`` (test embeddings, labels, scores, the head's feature space,
+training class means, learned centroids, class names), ``pair_angles.json`` (the pair-angle histograms that
+D_EM and D_KL come from, computed once, here), ``centroid_history.npz`` and ``metrics.json``. It draws nothing:
+``featspace.report.run_figures`` draws a run's figures from those files.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,120 +18,150 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
+from featspace.data import normalize
+from featspace.functional import class_means
 from featspace.heads.base import Head
-from featspace.io import atomic_path
+from featspace.metrics import AngularSeparation, evaluate
+from featspace.rundir import RunDir, RunIndex
+from featspace.train.module import FeatureModule
+from featspace.train.parts import load_trained
 
-__all__ = ["Embeddings", "extract", "evaluate_model", "save_embeddings", "make_plots"]
+__all__ = ["Embeddings", "evaluate_and_save", "evaluate_model", "evaluate_run", "extract", "image_batches",
+           "TRAINING_KEYS"]
+
+#: the facts of the fit in metrics.json, which a re-evaluation keeps (it cannot recompute them)
+TRAINING_KEYS = ("epochs", "steps", "train_seconds", "final_train_acc", "best_val_loss")
 
 
 @dataclass
 class Embeddings:
-    """Embeddings of one split: ``embeddings`` [N, d], ``labels`` [N], ``scores`` [N, C] (the head's
-    prediction scores) and ``feature_space`` [N, d'] (the head's comparison space, e.g. LACE-whitened)."""
+    """Embeddings of one split: ``embeddings`` [N, d], ``labels`` [N], and with a head ``scores`` [N, C] (its
+    prediction scores) and ``feature_space`` [N, d'] (its comparison space, e.g. LACE-whitened)."""
 
     embeddings: Tensor
     labels: Tensor
-    scores: Tensor
-    feature_space: Tensor
+    scores: Tensor | None = None
+    feature_space: Tensor | None = None
+
+    @property
+    def own_space(self) -> bool:
+        """Whether the head's feature space differs from the raw embeddings (LACE, normalised heads)."""
+        return self.feature_space is not None and not torch.equal(self.feature_space, self.embeddings)
 
 
 @torch.no_grad()
-def extract(backbone: nn.Module, head: Head, loader: DataLoader, device: torch.device | str = "cpu") -> Embeddings:
-    """Run a loader through backbone and head in eval mode; results on the CPU in float32."""
-    backbone_mode, head_mode = backbone.training, head.training
-    backbone.eval()
-    head.eval()
+def extract(backbone: nn.Module, head: Head | None, batches: Iterable[tuple[Tensor, Tensor]],
+            device: torch.device | str = "cpu") -> Embeddings:
+    """Run (images, labels) batches through the backbone (and the head, when given) in eval mode; results on
+    the CPU in float32; the modules' modes are restored afterwards. The one feature extractor of featspace:
+    evaluation after training, ``featspace eval`` and few-shot evaluation all use it."""
+    modules = [m for m in (backbone, head) if m is not None]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
     out: dict[str, list[Tensor]] = {"embeddings": [], "labels": [], "scores": [], "feature_space": []}
     try:
-        for images, labels in loader:
+        for images, labels in batches:
             embeddings = backbone(images.to(device)).float()
             out["embeddings"].append(embeddings.cpu())
             out["labels"].append(labels.cpu())
-            out["scores"].append(head.predict(embeddings).float().cpu())
-            out["feature_space"].append(head.feature_space(embeddings).float().cpu())
+            if head is not None:
+                out["scores"].append(head.predict(embeddings).float().cpu())
+                out["feature_space"].append(head.feature_space(embeddings).float().cpu())
     finally:
-        backbone.train(backbone_mode)
-        head.train(head_mode)
-    return Embeddings(**{k: torch.cat(v) for k, v in out.items()})
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+    if not out["embeddings"]:
+        raise ValueError("no images to extract embeddings from")
+    return Embeddings(**{k: torch.cat(v) if v else None for k, v in out.items()})
+
+
+def image_batches(images: Tensor, labels: Tensor, mean: Sequence[float], std: Sequence[float], *,
+                  batch_size: int = 256) -> Iterable[tuple[Tensor, Tensor]]:
+    """uint8 images [N, C, H, W] and their labels as normalised float batches, as the training loader gives them
+    (``featspace.data.normalize``), for :func:`extract`."""
+    for start in range(0, images.shape[0], batch_size):
+        stop = start + batch_size
+        yield normalize(images[start:stop], mean, std), labels[start:stop]
 
 
 def evaluate_model(head: Head, train: Embeddings, test: Embeddings, *, seed: int = 0,
-                   max_samples: int = 10000) -> dict[str, float]:
-    """Every feature-space metric of ``featspace.metrics.evaluate`` for one trained model."""
-    from featspace.metrics import evaluate
-
+                   details: dict[str, Any] | None = None) -> dict[str, float]:
+    """Every feature-space metric of ``featspace.metrics.evaluate`` for one trained model; ``details`` receives
+    the pair-angle statistics behind D_EM and D_KL."""
     centroids = head.learned_centroids()
     weight = getattr(head, "weight", None)
-    same_space = not torch.equal(test.feature_space, test.embeddings)
     metrics = evaluate(
         train.embeddings, train.labels, test.embeddings, test.labels, test.scores,
         learned_centroids=None if centroids is None else centroids.detach().float().cpu(),
         classifier_weight=weight.detach().float().cpu() if isinstance(weight, Tensor) and weight.dim() == 2 else None,
-        feature_space=test.feature_space if same_space else None,
-        seed=seed,
+        feature_space=test.feature_space if test.own_space else None,
+        seed=seed, details=details,
     )
     return {k: float(v) for k, v in metrics.items()}
 
 
-def save_embeddings(path: Path, head: Head, train: Embeddings, test: Embeddings) -> None:
-    """embeddings.npz: the test split (embeddings, labels, scores, feature space), the training class
-    means, and the head's learned centroids when it has them."""
-    num_classes = test.scores.shape[1]
-    means = torch.zeros(num_classes, train.embeddings.shape[1])
-    means.index_add_(0, train.labels.long(), train.embeddings)
-    counts = torch.bincount(train.labels.long(), minlength=num_classes).clamp_min(1)
+def pair_angle_histograms(separation: AngularSeparation) -> dict[str, Any]:
+    """What the pair-angle figure needs of an :class:`AngularSeparation` (its histograms and summary numbers,
+    not the millions of angles), as JSON."""
+    return {
+        "histogram_edges": np.asarray(separation.histogram_edges).tolist(),
+        "positive_hist": np.asarray(separation.positive_hist).tolist(),
+        "negative_hist": np.asarray(separation.negative_hist).tolist(),
+        "positive_mean": separation.positive_mean, "negative_mean": separation.negative_mean,
+        "n_positive_pairs": separation.n_positive_pairs, "n_negative_pairs": separation.n_negative_pairs,
+        "d_em": separation.d_em, "d_kl": separation.d_kl, "sampled": separation.sampled,
+        "kl_smoothing": separation.kl_smoothing,
+    }
+
+
+def _embedding_arrays(head: Head, train: Embeddings, test: Embeddings, class_names: Sequence[str]) -> dict[str, Any]:
+    assert test.scores is not None
+    means, _ = class_means(train.embeddings, train.labels, test.scores.shape[1])
     arrays: dict[str, Any] = {
         "test_embeddings": test.embeddings.numpy(),
         "test_labels": test.labels.numpy(),
         "test_scores": test.scores.numpy(),
-        "train_class_means": (means / counts[:, None]).numpy(),
+        "train_class_means": means.numpy(),
+        "class_names": np.array([str(n) for n in class_names]),
     }
-    if not torch.equal(test.feature_space, test.embeddings):
+    if test.own_space:
         arrays["test_feature_space"] = test.feature_space.numpy()
     centroids = head.learned_centroids()
     if centroids is not None:
         arrays["learned_centroids"] = centroids.detach().float().cpu().numpy()
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+    return arrays
 
 
-def make_plots(plot_dir: Path, *, head: Head, test: Embeddings, history_csv: Path | None,
-               centroid_history: Tensor | None, class_names: list[str] | None, tsne: bool = True,
-               seed: int = 0, title: str = "", centroid_source: str = "learned") -> list[Path]:
-    """Every figure of a run; returns the written paths. centroid_history [E, C, d]: per epoch, the head's
-    centroids (``centroid_source="learned"``) or the class means of the epoch's training embeddings in the
-    head's feature space (``"class_means"``)."""
-    from featspace.metrics import angular_separation
-    from featspace.report import plots
+def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundir: RunDir,
+                      training: dict[str, float]) -> dict[str, float]:
+    """Embed the train and test splits, compute every metric, write the run's evaluation files (module
+    docstring); returns the metrics (``training`` facts included)."""
+    device = next(module.parameters()).device
+    train_split = extract(module.backbone, module.head, datamodule.train_eval_dataloader(), device)
+    test_split = extract(module.backbone, module.head, datamodule.test_dataloader(), device)
+    details: dict[str, Any] = {}
+    metrics = evaluate_model(module.head, train_split, test_split, seed=config.seed, details=details)
+    metrics.update(training)
+    rundir.write_embeddings(_embedding_arrays(module.head, train_split, test_split, datamodule.class_names))
+    rundir.write_pair_angles(pair_angle_histograms(details["angular_separation"]))
+    if module.centroid_history:
+        rundir.write_centroid_history(torch.stack(module.centroid_history).numpy(), module.centroid_source)
+    rundir.write_metrics(metrics)
+    return metrics
 
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    centroids = head.learned_centroids()
-    centroids = None if centroids is None else centroids.detach().float().cpu()
-    # the centroids live in the head's feature space (Head.learned_centroids): they are drawn there, and on the
-    # raw embeddings only where the two spaces are the same (a normalised ICV head's centroids sit near the
-    # unit circle, which is not where its raw embeddings are)
-    own_space = not torch.equal(test.feature_space, test.embeddings)
-    written.append(plots.plot_embeddings_2d(test.embeddings, test.labels, plot_dir / "embeddings.png",
-                                            centroids=None if own_space else centroids, class_names=class_names,
-                                            title=f"{title} test embeddings"))
-    if own_space:
-        written.append(plots.plot_embeddings_2d(test.feature_space, test.labels, plot_dir / "feature_space.png",
-                                                centroids=centroids, class_names=class_names,
-                                                title=f"{title} head feature space"))
-    if centroid_history is not None and len(centroid_history) > 0:
-        what = ("class means of each epoch's training embeddings" if centroid_source == "class_means"
-                else "learned centroids after each epoch")
-        written.append(plots.plot_centroid_history(centroid_history, plot_dir / "centroids_per_epoch.png",
-                                                   class_names=class_names, title=f"{title}: {what}"))
-    separation = angular_separation(test.embeddings, test.labels, seed=seed)
-    written.append(plots.plot_angle_histograms(separation, plot_dir / "angles.png", title=f"{title} pair angles"))
-    if history_csv is not None and history_csv.exists():
-        written.append(plots.plot_training_curves(history_csv, plot_dir / "training_curves.png",
-                                                         title=f"{title} training curves"))
-    if tsne:
-        written.append(plots.plot_tsne(test.embeddings, test.labels, plot_dir / "tsne.png", seed=seed,
-                                       class_names=class_names, title=f"{title} test embeddings, 2-D t-SNE"))
-    return [Path(p) for p in written]
+
+def evaluate_run(run_dir: str | Path) -> dict[str, float]:
+    """Re-evaluate a run from its config and checkpoint (``featspace eval RUN_DIR``); returns the metrics. The
+    facts of the fit and the few-shot numbers in metrics.json are kept, as this cannot recompute them."""
+    rundir = RunDir(run_dir)
+    module, datamodule, _ = load_trained(rundir.path)
+    previous = {k: v for k, v in (rundir.read_metrics() or {}).items()
+                if k in TRAINING_KEYS or k.startswith("fewshot_")}
+    metrics = evaluate_and_save(module, datamodule, module.config, rundir, previous)
+    if RunIndex.exists(rundir.path.parent):
+        index = RunIndex(rundir.path.parent)
+        if index.get(rundir.name) is not None:
+            index.update_metrics(rundir.name, metrics)
+    return metrics

@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from featspace.config import TrainConfig
 from featspace.heads.base import Head
-from featspace.train.config import TrainConfig
 
 __all__ = ["FeatureModule", "lr_factor"]
 

@@ -25,11 +25,11 @@ and pass its path). Its fields::
     scatters: [...]
     figures: [...]
     fewshot:                           # optional: few-shot evaluation of every run after its training
-      {shots: [1, 5], episodes: 2000, methods: [ncc], norm: cl2n}   # (featspace.fewshot.evaluate_run)
+      {shots: [1, 5], episodes: 2000, methods: [ncc], norm: cl2n}   # (featspace.train.evaluate_fewshot)
 
-``fewshot`` takes the keyword arguments of ``featspace.fewshot.evaluate_run`` that define what is measured:
+``fewshot`` takes the keyword arguments of ``featspace.train.evaluate_fewshot`` that define what is measured:
 ``shots``, ``episodes``, ``ways``, ``queries``, ``methods``, ``norm``, ``seed``, ``lam``, ``knn``, ``rectify``
-(unset ones keep ``evaluate_run``'s defaults). They are not part of the cell key: a finished run whose
+(unset ones keep ``evaluate_fewshot``'s defaults). They are not part of the cell key: a finished run whose
 ``fewshot.json`` lacks one of these settings' numbers, or was computed with other settings, is evaluated again
 by the next ``featspace bench`` without retraining (see ``featspace.bench.runner``).
 
@@ -57,37 +57,41 @@ of cells that relied on it, so such a change should come with a new suite name o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from featspace.train.config import TrainConfig, apply_overrides, load_recipe
+from featspace.config import (
+    TrainConfig,
+    apply_overrides,
+    as_list,
+    cell_hash,
+    flatten,
+    label_text,
+    load_recipe,
+    merge,
+    read_shipped_yaml,
+)
+from featspace.metrics.fewshot import METHODS, NORMS
 
 __all__ = [
     "Axis",
     "Cell",
     "Choice",
     "Suite",
-    "cell_hash",
-    "config_value",
+    "Layout",
     "load_suite",
     "suite_names",
 ]
 
-#: config fields that never change what a run computes, left out of the cell hash
-NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne")
-
 _SUITE_KEYS = {"name", "description", "source", "recipe", "set", "seeds", "minutes_per_run", "matrix", "axis_names",
                "tables", "heatmaps", "scatters", "figures", "notes", "fewshot"}
 
-#: the settings a suite's ``fewshot`` section may give, with what each must be (checked by ``_parse_fewshot``)
+#: the settings a suite's ``fewshot`` section may give: the keyword arguments of
+#: ``featspace.train.evaluate_fewshot`` that define what is measured (each checked by ``_parse_fewshot``)
 FEWSHOT_KEYS = ("shots", "episodes", "ways", "queries", "methods", "norm", "seed", "lam", "knn", "rectify")
 
 
@@ -103,6 +107,25 @@ class Choice:
 class Axis:
     name: str
     choices: tuple[Choice, ...]
+
+
+@dataclass
+class Layout:
+    """What a report needs to place runs: each axis's labels in display order, the label sets of the cells,
+    the axes' display names, and (for a suite) every cell group with its label sets, in cell order.
+
+    A suite gives its own (``Suite.layout``); a report on plain run directories builds one from the config keys
+    that vary between the runs."""
+
+    axis_labels: dict[str, list[str]]
+    label_sets: list[dict[str, str]]
+    axis_names: dict[str, str] = field(default_factory=dict)
+    #: cell group (``Cell.group``) -> its label sets, in the suite's cell order
+    groups: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+    def name(self, axis: str) -> str:
+        """The display name of an axis (the suite's ``axis_names``, else the axis itself)."""
+        return self.axis_names.get(axis, axis)
 
 
 @dataclass
@@ -143,7 +166,7 @@ class Suite:
     figures: list[dict[str, Any]] = field(default_factory=list)
     notes: str = ""
     axis_names: dict[str, str] = field(default_factory=dict)
-    #: keyword arguments of ``featspace.fewshot.evaluate_run`` applied to every run after training (None: off)
+    #: keyword arguments of ``featspace.train.evaluate_fewshot`` applied to every run after training (None: off)
     fewshot: dict[str, Any] | None = None
     path: Path | None = None
 
@@ -164,6 +187,15 @@ class Suite:
                 if axis.name == name:
                     labels.extend(c.label for c in axis.choices if c.label not in labels)
         return labels
+
+    def layout(self, overrides: list[str] | tuple[str, ...] = ()) -> Layout:
+        """The suite's :class:`Layout` under the user's overrides (which change the cell groups)."""
+        groups: dict[str, list[dict[str, str]]] = {}
+        sets: list[dict[str, str]] = []
+        for cell in self.expand(seeds=[self.seeds[0]], overrides=list(overrides)):
+            groups[cell.group] = [dict(x) for x in cell.label_sets]
+            sets.extend(labels for labels in cell.label_sets if labels not in sets)
+        return Layout({a.name: self.axis_labels(a.name) for a in self.axes}, sets, dict(self.axis_names), groups)
 
     def expand(self, *, seeds: int | list[int] | None = None, overrides: list[str] | tuple[str, ...] = (),
                ) -> list[Cell]:
@@ -204,7 +236,7 @@ class Suite:
         def layered(start: dict[str, Any]) -> dict[str, Any]:
             values = start
             for layer in layers:
-                values = _apply(values, layer)
+                values = merge(values, layer)
             return apply_overrides(values, user_overrides)
 
         values = layered(base)
@@ -216,25 +248,6 @@ class Suite:
             return TrainConfig.from_dict(values)
         except ValueError as err:
             raise ValueError(f"suite {self.name}: {err}") from None
-
-
-def _apply(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
-    """Apply native-valued overrides (``a.b`` keys and nested head_params mappings) to a copy of values."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
-    for key, value in layer.items():
-        if "." in key:
-            outer, inner = key.split(".", 1)
-            nested = out.get(outer)
-            if nested is None:
-                nested = out[outer] = {}
-            if not isinstance(nested, dict):
-                raise ValueError(f"override {key}: {outer} is not a mapping")
-            nested[inner] = value
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
-    return out
 
 
 def _seed_list(seeds: int | list[int]) -> list[int]:
@@ -252,64 +265,6 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
     return list(seeds)
 
 
-# ------------------------------------------------------------------------------------------- cell keys
-def _canonical(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return int(value)
-        return value
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def cell_hash(config: TrainConfig | dict[str, Any]) -> str:
-    """``<head>-<10 hex digits>``: the identity of a resolved config without its seed (module docstring)."""
-    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
-    defaults = TrainConfig().to_dict()
-    kept = {}
-    for key, value in values.items():
-        if key == "seed" or key in NON_RESULT_FIELDS:
-            continue
-        if key in defaults and _canonical(value) == _canonical(defaults[key]):
-            continue
-        kept[key] = value
-    if isinstance(kept.get("head_params"), dict):
-        head_defaults = _head_defaults(str(values.get("head")))
-        params = {k: v for k, v in kept["head_params"].items()
-                  if not (k in head_defaults and _canonical(v) == _canonical(head_defaults[k]))}
-        if params:
-            kept["head_params"] = params
-        else:
-            del kept["head_params"]
-    text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
-    return f"{values.get('head', 'head')}-{digest}"
-
-
-def _head_defaults(name: str) -> dict[str, Any]:
-    from featspace import heads
-
-    try:
-        return heads.default_hparams(name)
-    except ValueError:
-        return {}
-
-
-def config_value(config: TrainConfig | dict[str, Any], key: str) -> Any:
-    """The value of a config key; ``head_params.x`` reaches into the head's hyperparameters (None if unset)."""
-    values = config.to_dict() if isinstance(config, TrainConfig) else config
-    if "." in key:
-        outer, inner = key.split(".", 1)
-        nested = values.get(outer) or {}
-        return nested.get(inner) if isinstance(nested, dict) else None
-    return values.get(key)
-
-
 # --------------------------------------------------------------------------------------------- loading
 def _suite_dir() -> Path:
     return Path(str(resources.files("featspace") / "suites"))
@@ -322,17 +277,8 @@ def suite_names() -> list[str]:
 
 def load_suite(name_or_path: str | Path) -> Suite:
     """A shipped suite by name, or a suite YAML file by path (read with ``yaml.safe_load``)."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = _suite_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ValueError(f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(suite_names())} "
-                             "(or give the path of a suite .yaml file)")
-    with open(path, encoding="utf-8") as handle:
-        raw = yaml.safe_load(handle) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"suite {path} must be a YAML mapping")
-    return parse_suite(raw, default_name=path.stem, path=path)
+    name, path, raw = read_shipped_yaml(name_or_path, "suites", "suite")
+    return parse_suite(raw, default_name=name, path=path)
 
 
 def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path | None = None) -> Suite:
@@ -359,14 +305,14 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
         recipe=str(raw["recipe"]),
         description=str(raw.get("description") or ""),
         source=str(raw.get("source") or ""),
-        base_overrides=_flatten(base),
+        base_overrides=flatten(base),
         seeds=_seed_list(raw.get("seeds", 1)),
         minutes_per_run=float(minutes) if minutes is not None else None,
         blocks=blocks,
         tables=list(raw.get("tables") or []),
         heatmaps=list(raw.get("heatmaps") or []),
         scatters=list(raw.get("scatters") or []),
-        figures=_as_list(raw.get("figures")),
+        figures=as_list(raw.get("figures")),
         notes=str(raw.get("notes") or ""),
         axis_names={str(k): str(v) for k, v in (raw.get("axis_names") or {}).items()},
         fewshot=_parse_fewshot(raw.get("fewshot"), where) if raw.get("fewshot") is not None else None,
@@ -378,7 +324,7 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
     axis_names = {a.name for a in suite.axes}
     for table in suite.tables:
         for key in ("rows", "columns"):
-            missing = [a for a in _as_list(table.get(key)) if a not in axis_names]
+            missing = [a for a in as_list(table.get(key)) if a not in axis_names]
             if missing:
                 raise ValueError(f"{where}: table {table.get('title', '')!r} uses unknown axis {missing[0]!r} in "
                                  f"'{key}'; axes: {', '.join(sorted(axis_names))}")
@@ -390,12 +336,11 @@ def _positive_int(value: Any) -> bool:
 
 
 def _parse_fewshot(raw: Any, where: str) -> dict[str, Any]:
-    """The ``fewshot`` section as ``evaluate_run`` keyword arguments (lists as tuples), checked here so that a
+    """The ``fewshot`` section as ``evaluate_fewshot`` keyword arguments (lists as tuples), checked here so that a
     typo fails when the suite is loaded, not after the first hour of training."""
-    from featspace.fewshot.episodes import METHODS, NORMS
-
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: 'fewshot' must be a mapping of evaluate_run settings ({', '.join(FEWSHOT_KEYS)})")
+        raise ValueError(f"{where}: 'fewshot' must be a mapping of evaluate_fewshot settings "
+                         f"({', '.join(FEWSHOT_KEYS)})")
     unknown = sorted(set(raw) - set(FEWSHOT_KEYS))
     if unknown:
         raise ValueError(f"{where}: unknown fewshot setting(s) {', '.join(map(str, unknown))}; "
@@ -436,32 +381,6 @@ def _parse_fewshot(raw: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _flatten(values: dict[str, Any]) -> dict[str, Any]:
-    """``{head_params: {lam: 1}}`` -> ``{head_params.lam: 1}``, so layers merge key by key."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if key == "head_params" and isinstance(value, dict):
-            if not value:
-                out[key] = {}
-            for inner, inner_value in value.items():
-                out[f"head_params.{inner}"] = inner_value
-        else:
-            out[str(key)] = value
-    return out
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _parse_axis(name: str, choices: Any, where: str) -> Axis:
     if not isinstance(choices, list) or not choices:
         raise ValueError(f"{where}: axis {name!r} must be a non-empty list of choices")
@@ -472,25 +391,25 @@ def _parse_axis(name: str, choices: Any, where: str) -> Axis:
             extra = {k: v for k, v in choice.items() if k not in ("label", "value", "set")}
             if "value" in choice:
                 overrides[name] = choice["value"]
-            overrides.update(_flatten(extra))
+            overrides.update(flatten(extra))
             set_values = choice.get("set") or {}
             if not isinstance(set_values, dict):
                 raise ValueError(f"{where}: axis {name!r}: 'set' of a choice must be a mapping")
-            overrides.update(_flatten(set_values))
+            overrides.update(flatten(set_values))
             if not overrides:
                 raise ValueError(f"{where}: axis {name!r}: choice {choice!r} sets nothing")
             if "label" in choice:
                 label = str(choice["label"])
             elif "value" in choice:
-                label = _label(choice["value"])
+                label = label_text(choice["value"])
             elif name in overrides:
-                label = _label(overrides[name])
+                label = label_text(overrides[name])
             else:
-                label = ", ".join(f"{k}={_label(v)}" for k, v in overrides.items())
+                label = ", ".join(f"{k}={label_text(v)}" for k, v in overrides.items())
         else:
             overrides = {name: choice}
-            label = _label(choice)
-        parsed.append(Choice(label=label, overrides=_flatten(overrides)))
+            label = label_text(choice)
+        parsed.append(Choice(label=label, overrides=flatten(overrides)))
     labels = [c.label for c in parsed]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{where}: axis {name!r} has repeated labels {labels}")

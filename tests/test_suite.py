@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from featspace import heads
-from featspace.bench.suite import cell_hash, load_suite, parse_suite, suite_names
-from featspace.report.tables import Layout, parse_table
-from featspace.train import TrainConfig
+from featspace.config import TrainConfig, cell_hash
+from featspace.report.tables import parse_table
+from featspace.suite import load_suite, parse_suite, suite_names
 
 SHIPPED = ["fewshot-table3", "fewshot-table4", "fewshot-table4-miniimagenet", "hasep-grid", "hasep-grid-cifar10",
            "heads-fashion", "icv-fashion", "lace-ablation", "lace-table1-gpu", "pod-ablation", "pod-table4-gpu"]
@@ -23,7 +23,7 @@ def test_shipped_suite_is_complete(name):
     assert suite.description and suite.source and suite.minutes_per_run
     cells = suite.expand()
     assert len({c.key for c in cells}) == len(cells)
-    layout = Layout.from_suite(suite)
+    layout = suite.layout()
     for raw in suite.tables:
         spec = parse_table(raw, layout)  # axes exist, paper rows are rows of the table and have the right width
         assert spec.metrics

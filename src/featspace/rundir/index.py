@@ -1,8 +1,6 @@
-"""Run directories and the SQLite index of runs.
+"""The SQLite index of runs: ``<root>/index.sqlite``, one row per run, which benchmarks and reports read.
 
-A run directory (``<root>/<run_id>/``) holds ``config.yaml`` (the resolved config), ``metrics.json``,
-``history.csv``, ``checkpoints/``, ``embeddings.npz`` (test embeddings and labels) and ``plots/``.
-The index, ``<root>/index.sqlite``, has one row per run, which benchmarks and reports read.
+The files of one run directory are ``featspace.rundir.layout``'s; this module keeps the rows.
 
 Guarantees (``shared/DESIGN.md``, Safety):
 - run ids are unique even for runs started at the same instant (time stamp + random suffix, and the
@@ -28,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunIndex", "RunRecord", "new_run_dir", "code_version", "DEFAULT_ROOT", "STATUSES"]
+__all__ = ["RunIndex", "RunRecord", "new_run_dir", "code_version", "DEFAULT_ROOT", "INDEX_FILE", "STATUSES"]
 
 DEFAULT_ROOT = Path("runs")
+INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "finished", "failed", "interrupted")
 
 _SCHEMA = """
@@ -126,10 +125,15 @@ def _pid_alive(pid: int) -> bool:
 class RunIndex:
     """The SQLite index of runs under a root directory (``<root>/index.sqlite``)."""
 
+    @staticmethod
+    def exists(root: str | os.PathLike[str]) -> bool:
+        """Whether ``root`` holds an index already (without creating one)."""
+        return (Path(root) / INDEX_FILE).is_file()
+
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / "index.sqlite"
+        self.path = self.root / INDEX_FILE
         with self._connect() as db:
             db.executescript(_SCHEMA)
 

@@ -31,15 +31,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from featspace.data.transforms import derive_seed
 
 __all__ = ["EpisodicBatchSampler", "EpisodicSampler", "episodic_loader"]
 
 
 def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    import torch.distributed as dist
-
     initialized = dist.is_available() and dist.is_initialized()
     if num_replicas is None:
         num_replicas = dist.get_world_size() if initialized else 1
@@ -53,8 +54,6 @@ def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, 
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
-    from featspace.data.transforms import derive_seed
-
     return derive_seed(0x5EED_E915, seed, epoch)
 
 

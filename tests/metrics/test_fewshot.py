@@ -11,7 +11,7 @@ import torch
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
-from featspace.fewshot.episodes import (
+from featspace.metrics.fewshot import (
     confidence_interval,
     evaluate_episodes,
     laplacianshot_assignments,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featspace.train import TrainConfig, apply_overrides, describe_recipe, load_recipe, recipe_names
+from featspace.config import TrainConfig, apply_overrides, describe_recipe, load_recipe, recipe_names
 from featspace.train.module import lr_factor
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from featspace.fewshot.sampler import EpisodicBatchSampler, EpisodicSampler, episodic_loader
+from featspace.data.episodic import EpisodicBatchSampler, EpisodicSampler, episodic_loader
 
 
 def _labels(counts, seed=0):

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from featspace.train.runs import RunIndex, new_run_dir
+from featspace.rundir import RunIndex, new_run_dir
 
 
 def test_run_dirs_are_unique_even_when_created_at_once(tmp_path):

@@ -1,4 +1,4 @@
-"""evaluate_run on a run directory of the CPU-sized digits split; the fewshot command; Lightning training with the
+"""evaluate_fewshot on a run directory of the CPU-sized digits split; the fewshot command; Lightning training with the
 episodic sampler."""
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ import torch
 import yaml
 
 import featspace.data
-from featspace.fewshot import evaluate_episodes, load_bundle, load_split, sample_episodes, split_for_dataset
-from featspace.fewshot.cli import add_fewshot_command
-from featspace.fewshot.evaluate import evaluate_run, extract_features
+from featspace.commands import fewshot
+from featspace.config import TrainConfig
+from featspace.data import episodic_loader
+from featspace.data.fewshot_splits import load_bundle, load_split, split_for_dataset
 from featspace.io import read_json, write_json
-from featspace.train import TrainConfig
+from featspace.metrics.fewshot import evaluate_episodes, sample_episodes
+from featspace.train import build_parts
+from featspace.train.evaluate import extract, image_batches
+from featspace.train.fewshot import evaluate_fewshot as evaluate_run
 from featspace.train.module import FeatureModule
-from featspace.train.trainer import build_parts
 
 
 @pytest.fixture
@@ -61,8 +64,10 @@ def test_evaluate_run_writes_fewshot_json_and_matches_the_episodes(tmp_path, few
     # the same numbers from the features directly: the run's backbone, the split's novel images, CL2N
     split = load_split("digits")
     module.eval()
-    features = extract_features(module.backbone, split.test.images, split.mean, split.std)
-    base_mean = extract_features(module.backbone, split.train.images, split.mean, split.std).mean(0)
+    features = extract(module.backbone, None, image_batches(split.test.images, split.test.labels, split.mean,
+                                                            split.std)).embeddings
+    base_mean = extract(module.backbone, None, image_batches(split.train.images, split.train.labels, split.mean,
+                                                             split.std)).embeddings.mean(0)
     indices = sample_episodes(split.test.labels, episodes=100, shots=5, seed=5)
     direct = evaluate_episodes(features, indices=indices, norm="cl2n", base_mean=base_mean)
     assert report["results"]["ncc"]["5"]["mean"] == pytest.approx(direct.mean, abs=1e-6)
@@ -83,7 +88,7 @@ def test_evaluate_run_refuses_a_run_without_a_fewshot_split(tmp_path, fewshot_da
 def test_fewshot_command_prints_mean_and_ci(tmp_path, fewshot_datasets, capsys):
     run_dir, _ = _make_run(tmp_path)
     parser = argparse.ArgumentParser(prog="featspace")
-    add_fewshot_command(parser.add_subparsers(dest="command"))
+    fewshot.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["fewshot", str(run_dir), "--shots", "1", "--episodes", "30", "--method", "both",
                               "--norm", "l2", "--no-write"])
     assert args.func(args) == 0
@@ -98,7 +103,6 @@ def test_lightning_trains_on_episodic_batches(fewshot_datasets):
     sampler (no substitution), sets its epoch every epoch, and every step sees N·K samples of N classes."""
     import lightning as L
 
-    from featspace.fewshot import episodic_loader
 
     bundle = load_bundle("fewshot_digits")
     config = TrainConfig(dataset="fewshot_digits", backbone="small_cnn", embedding_dim=16, head="softmax",

@@ -5,8 +5,10 @@ training / validation / test sets are disjoint in classes: mini-ImageNet (64/16/
 (351/97/160), CUB-200 (100/50/50, the split of Chen et al., "A Closer Look at Few-shot Classification") and
 CIFAR-FS (64/16/20, Bertinetto et al.). ``load_split(name)`` reads one of them from its usual on-disk form into
 a :class:`FewShotSplit`; ``FewShotSplit.to_bundle()`` turns its base classes into a
-``featspace.data.DatasetBundle`` so the ordinary training path trains any head on them. Two CPU-sized splits of
-data present on any featspace install run the whole protocol on two cores: ``fashion`` and ``digits``.
+``featspace.data.DatasetBundle`` so the ordinary training path trains any head on them; importing this module
+registers each split's base classes as the dataset ``fewshot_<split>`` of ``featspace.data.load``. Two
+CPU-sized splits of data present on any featspace install run the whole protocol on two cores: ``fashion``
+and ``digits``.
 
 On-disk forms accepted (``data_dir``; default ``$FEATSPACE_DATA_DIR`` or ``./data``, then the sub-folders named)
 
@@ -60,24 +62,28 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from featspace.data.datasets import (
+    DATASETS,
     DatasetBundle,
     DatasetNotFoundError,
     channel_stats,
     default_data_dir,
+    load,
     not_found_error,
     safe_unpickle,
 )
 from featspace.data.split import stratified_split
+from featspace.registry import Registry
 
 __all__ = [
     "DATASET_PREFIX",
+    "SPLITS",
     "ClassSet",
     "FewShotSplit",
     "SplitTooLargeError",
@@ -93,6 +99,7 @@ __all__ = [
 DATASET_PREFIX = "fewshot_"
 DEFAULT_MAX_BYTES = 8 * 2**30
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+T = TypeVar("T", bound=Callable[..., Any])
 
 
 class SplitTooLargeError(MemoryError, ValueError):
@@ -168,47 +175,30 @@ class FewShotSplit:
 
 
 # ---------------------------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class _Entry:
-    loader: Callable[..., FewShotSplit]
-    description: str
-    folders: tuple[str, ...]
-    image_size: int
-
-
-_SPLITS: dict[str, _Entry] = {}
+#: every split by name, written with ``-`` or ``_`` in any case; each entry's extras: ``folders`` (sub-folders
+#: of data_dir searched) and ``image_size`` (the default side)
+SPLITS = Registry("few-shot split", normalize=lambda name: name.replace("-", "_").lower())
 _CACHE: dict[tuple, FewShotSplit] = {}
 
 
-def _register(name: str, description: str, folders: tuple[str, ...], image_size: int) -> Callable:
-    def decorate(fn: Callable[..., FewShotSplit]) -> Callable[..., FewShotSplit]:
-        _SPLITS[name] = _Entry(fn, description, folders, image_size)
-        return fn
-
-    return decorate
+def _register(name: str, description: str, folders: tuple[str, ...], image_size: int) -> Callable[[T], T]:
+    return SPLITS.register(name, description=description, folders=folders, image_size=image_size)
 
 
 def names() -> list[str]:
     """Names of the few-shot splits."""
-    return list(_SPLITS)
+    return SPLITS.names()
 
 
 def describe(name: str) -> str:
     """One-line description of a split."""
-    return _entry(name).description
-
-
-def _entry(name: str) -> _Entry:
-    key = name.replace("-", "_").lower()
-    if key not in _SPLITS:
-        raise ValueError(f"unknown few-shot split {name!r}; valid: {', '.join(names())}")
-    return _SPLITS[key]
+    return SPLITS.describe(name)
 
 
 def split_for_dataset(dataset: str) -> str | None:
     """The split behind a ``featspace.data`` dataset name (``fewshot_cub`` → ``cub``), or None."""
-    if dataset.startswith(DATASET_PREFIX) and dataset[len(DATASET_PREFIX):].replace("-", "_") in _SPLITS:
-        return dataset[len(DATASET_PREFIX):].replace("-", "_")
+    if dataset.startswith(DATASET_PREFIX) and dataset[len(DATASET_PREFIX):] in SPLITS:
+        return SPLITS.entry(dataset[len(DATASET_PREFIX):]).name
     return None
 
 
@@ -223,19 +213,18 @@ def load_split(name: str, *, data_dir: str | os.PathLike[str] | None = None, ima
     seed: fixes the hold-outs. max_bytes: refuse to decode more image bytes than this (see the module docstring).
     Raises ``featspace.data.DatasetNotFoundError`` when files are missing or unreadable.
     """
-    entry = _entry(name)
-    key_name = name.replace("-", "_").lower()
-    size = entry.image_size if image_size is None else image_size
+    entry = SPLITS.entry(name)
+    size = entry.extras["image_size"] if image_size is None else image_size
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     fraction = holdout_fraction
     if fraction is not None and not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"holdout_fraction must lie in (0, 1), got {holdout_fraction!r}")
-    key = (key_name, str(data_dir), size, fraction, int(seed), int(max_bytes))
+    key = (entry.name, str(data_dir), size, fraction, int(seed), int(max_bytes))
     if key in _CACHE:
         return _CACHE[key]
-    split = entry.loader(data_dir=data_dir, folders=entry.folders, image_size=size, holdout_fraction=fraction,
-                         seed=int(seed), max_bytes=int(max_bytes))
+    split = entry.obj(data_dir=data_dir, folders=entry.extras["folders"], image_size=size,
+                      holdout_fraction=fraction, seed=int(seed), max_bytes=int(max_bytes))
     _CACHE.clear()  # one split at a time: mini-ImageNet alone is 1.3 GB
     _CACHE[key] = split
     return split
@@ -533,9 +522,7 @@ def _load_cifar_fs(*, data_dir: Any, folders: Sequence[str], image_size: int, ho
 @_register("fashion", "Fashion-MNIST, classes 0–4 base / 5–9 novel (CPU-sized), 28 px", (), 28)
 def _load_fashion(*, data_dir: Any, folders: Sequence[str], image_size: int, holdout_fraction: float | None,
                   seed: int, max_bytes: int) -> FewShotSplit:
-    from featspace import data
-
-    bundle = data.load("fashion_mnist", data_dir=data_dir)
+    bundle = load("fashion_mnist", data_dir=data_dir)
     names_ = list(bundle.class_names)
     train_base = bundle.train_labels < 5
     images, labels = _resize(bundle.train_images[train_base], image_size), bundle.train_labels[train_base]
@@ -574,3 +561,22 @@ def _load_digits(*, data_dir: Any, folders: Sequence[str], image_size: int, hold
         _class_set(images[~base], labels[~base] - 5, names_[5:]),
         base_test=_subset(base_images, base_labels, base_test, names_[:5]),
         holdout=0.0, seed=seed, augment="none", source="sklearn.datasets.load_digits")
+
+
+# ---------------------------------------------------------------------------------------------- as datasets
+def _register_base_classes(split: str) -> None:
+    """Register ``fewshot_<split>``, the base (training) classes of ``split``, in ``featspace.data``'s datasets,
+    so the ordinary training path trains on them and ``featspace fewshot`` evaluates on the novel classes."""
+
+    def load_base_classes(root: Path, download: bool = False, image_size: int | None = None) -> DatasetBundle:
+        if download:
+            raise ValueError(f"few-shot split {split!r} cannot be downloaded by featspace; see its description")
+        return load_bundle(split, data_dir=root, image_size=image_size)
+
+    DATASETS.register(DATASET_PREFIX + split, description=f"few-shot base classes: {describe(split)}")(
+        load_base_classes)
+
+
+for _split in names():
+    _register_base_classes(_split)
+del _split

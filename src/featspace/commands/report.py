@@ -1,4 +1,4 @@
-"""The ``featspace report`` subcommand (wired into ``featspace.cli`` by ``add_report_command``).
+"""``featspace report``: tables and figures of a suite's runs or of run directories (``featspace.report``).
 
     featspace report SUITE [--root runs] [--out DIR] [--set key=value ...]
     featspace report RUN_DIR [RUN_DIR ...] [--out DIR]
@@ -7,15 +7,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-__all__ = ["add_report_command", "cmd_report"]
+from featspace.report.build import build_report
+from featspace.rundir import RunDir
+
+__all__ = ["add_parser", "run"]
 
 
-def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``report`` on an ``argparse`` subparsers object; its ``func`` takes the Namespace and returns
-    an exit code."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="tables (mean ± std over seeds, beside the paper's numbers) and "
                               "figures of a suite or of run directories, as Markdown, HTML and CSV")
     p.add_argument("target", nargs="+", metavar="SUITE|RUN_DIR",
@@ -25,15 +25,13 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="the overrides the bench was run with, so the report reads the same cells")
     p.add_argument("--max-figures", type=int, default=24, help="configurations with figures per figure entry")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=run)
     return p
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from featspace.report.build import build_report
-
+def run(args: argparse.Namespace) -> int:
     targets = list(args.target)
-    run_dirs = [t for t in targets if (Path(t) / "config.yaml").is_file()]
+    run_dirs = [t for t in targets if RunDir(t).is_run()]
     if run_dirs and len(run_dirs) != len(targets):
         raise ValueError("give either one suite or run directories, not both")
     if not run_dirs and len(targets) > 1:

@@ -1,5 +1,8 @@
 """Few-shot evaluation of a trained run (``featspace fewshot RUN_DIR``): 003_3b01b74d9ee629e7.txt, Sec. 3.1.
 
+The episode math is ``featspace.metrics.fewshot``'s and the splits are ``featspace.data``'s; this module joins
+them to a trained run and writes the results into its directory.
+
     run directory ─► config + checkpoint ─► frozen backbone (the head is detached)
                  ─► features of the novel classes of the run's split (extracted once)
                  ─► 5-way {1, 5}-shot episodes: nearest centroid (Table 4) / LaplacianShot (Table 5)
@@ -7,7 +10,7 @@
                  ─► fewshot.json (atomic), and the flat numbers merged into metrics.json and the run index
 
 The run's few-shot split is the one behind its dataset name (``fewshot_<split>``, see
-``featspace.fewshot.splits``); ``split=`` overrides it, for a backbone trained elsewhere — then it is the
+``featspace.data.fewshot_splits``); ``split=`` overrides it, for a backbone trained elsewhere — then it is the
 caller's job to make sure the training classes and the split's novel classes are disjoint.
 """
 
@@ -21,33 +24,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from featspace.fewshot.episodes import METHODS, NORMS, evaluate_episodes, sample_episodes
-from featspace.fewshot.splits import load_split, split_for_dataset
+from featspace.data import load_split, split_for_dataset
+from featspace.metrics import discriminant_score
+from featspace.metrics.fewshot import METHODS, NORMS, evaluate_episodes, sample_episodes
+from featspace.rundir import RunDir, RunIndex
+from featspace.suite import FEWSHOT_KEYS
+from featspace.train.evaluate import extract, image_batches
+from featspace.train.parts import load_trained
 
-__all__ = ["evaluate_features", "evaluate_run", "extract_features", "flat_metrics"]
+__all__ = ["evaluate_features", "evaluate_fewshot", "fewshot_settings", "flat_metrics", "needs_fewshot"]
 
 log = logging.getLogger(__name__)
 
-
-@torch.no_grad()
-def extract_features(backbone: nn.Module, images: Tensor, mean: Sequence[float], std: Sequence[float], *,
-                     batch_size: int = 256, device: torch.device | str = "cpu") -> Tensor:
-    """Embeddings [N, d] (float32, on the CPU) of uint8 images [N, C, H, W], normalized as in training
-    (``featspace.data.normalize``), by ``backbone`` in eval mode (its mode is restored afterwards)."""
-    from featspace.data import normalize
-
-    was_training = backbone.training
-    backbone.eval()
-    out = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = normalize(images[start:start + batch_size].to(device), mean, std)
-            out.append(backbone(batch).float().cpu())
-    finally:
-        backbone.train(was_training)
-    if not out:
-        raise ValueError("no images to extract features from")
-    return torch.cat(out)
 
 
 def evaluate_features(features: Tensor, labels: Tensor, *, base_mean: Tensor | None = None,
@@ -88,66 +76,62 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def evaluate_run(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes: int = 10000, ways: int = 5,
+def evaluate_fewshot(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes: int = 10000, ways: int = 5,
                  queries: int = 15, methods: Sequence[str] = ("ncc",), norm: str = "cl2n", seed: int = 0,
                  split: str | None = None, data_dir: str | None = None, lam: float = 1.0, knn: int = 3,
                  rectify: bool = False, batch_size: int = 256, device: str | torch.device | None = None,
                  base_mean_samples: int | None = 10000, write: bool = True) -> dict[str, Any]:
     """Few-shot accuracy of a trained run's frozen backbone on its split's novel classes (003 Tables 4–5).
 
-    Loads the run as ``featspace.train`` does (``read_config``, ``build_parts``, the best checkpoint when the run
-    used early stopping, else the last, into a ``FeatureModule``), extracts the novel-class features once and
-    runs ``episodes`` ``ways``-way episodes for each K in ``shots`` with ``queries`` queries per class, for each
-    of ``methods`` ("ncc", "laplacianshot"; ``lam``, ``knn``, ``rectify`` are LaplacianShot's) after the feature
-    normalization ``norm`` ("none", "l2", "cl2n"). CL2N centres by the mean feature of the base training images
-    (of at most ``base_mean_samples`` of them, a seeded random subset; None = all). Also computes
-    ``featspace.metrics.discriminant_score`` of the novel features with the head's class weights (003 Table 1)
-    when the head has a weight matrix [C, d].
+    Loads the run with ``featspace.train.load_trained`` (the weights it is evaluated with), extracts the
+    novel-class features once and runs ``episodes`` ``ways``-way episodes for each K in ``shots`` with
+    ``queries`` queries per class, for each of ``methods`` ("ncc", "laplacianshot"; ``lam``, ``knn``,
+    ``rectify`` are LaplacianShot's) after the feature normalization ``norm`` ("none", "l2", "cl2n"). CL2N
+    centres by the mean feature of the base training images (of at most ``base_mean_samples`` of them, a
+    seeded random subset; None = all). Also computes ``featspace.metrics.discriminant_score`` of the novel
+    features with the head's class weights (003 Table 1) when the head has a weight matrix [C, d].
 
     Returns the report and, with ``write``, saves it as ``RUN_DIR/fewshot.json`` and merges
     :func:`flat_metrics` into ``metrics.json`` and the run's index row (a later ``featspace eval`` rewrites
     metrics.json without them; fewshot.json stays).
     """
-    from featspace.io import read_json, write_json
-    from featspace.train import read_config
-    from featspace.train.trainer import load_trained
-
     if norm not in NORMS:
         raise ValueError(f"unknown feature normalization {norm!r}; valid: {', '.join(NORMS)}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown few-shot classifier(s) {unknown}; valid: {', '.join(METHODS)}")
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
+    rundir = RunDir(run_dir)
+    config = rundir.read_config()
     split_name = split or split_for_dataset(config.dataset)
     if split_name is None:
-        raise ValueError(f"run {run_dir.name} was trained on {config.dataset!r}, not on a few-shot split "
+        raise ValueError(f"run {rundir.name} was trained on {config.dataset!r}, not on a few-shot split "
                          f"(fewshot_<split>); pass split= (--split) to evaluate it anyway, making sure its training "
                          "classes are not among the split's novel classes")
     # the split's own hold-out seed (0), not the run's: the same split object the training path loaded
     fewshot = load_split(split_name, data_dir=data_dir or config.data_dir)
 
-    module, _, chosen = load_trained(run_dir, config)
+    module, _, chosen = load_trained(rundir.path)
     device = torch.device(device) if device is not None else _default_device()
     module.to(device)
 
-    features = extract_features(module.backbone, fewshot.test.images, fewshot.mean, fewshot.std,
-                                batch_size=batch_size, device=device)
     labels = fewshot.test.labels
+    features = extract(module.backbone, None, image_batches(fewshot.test.images, labels, fewshot.mean, fewshot.std,
+                                                             batch_size=batch_size), device).embeddings
     base_mean = None
     if norm == "cl2n":
-        base_images = fewshot.train.images
+        base_images, base_labels = fewshot.train.images, fewshot.train.labels
         if base_mean_samples is not None and base_images.shape[0] > base_mean_samples:
             generator = torch.Generator().manual_seed(seed)
-            base_images = base_images[torch.randperm(base_images.shape[0], generator=generator)[:base_mean_samples]]
-        base_mean = extract_features(module.backbone, base_images, fewshot.mean, fewshot.std,
-                                     batch_size=batch_size, device=device).mean(0)
+            keep = torch.randperm(base_images.shape[0], generator=generator)[:base_mean_samples]
+            base_images, base_labels = base_images[keep], base_labels[keep]
+        base_mean = extract(module.backbone, None, image_batches(base_images, base_labels, fewshot.mean, fewshot.std,
+                                                                 batch_size=batch_size), device).embeddings.mean(0)
 
     results = evaluate_features(features, labels, base_mean=base_mean, shots=shots, ways=ways, queries=queries,
                                 episodes=episodes, methods=methods, norm=norm, seed=seed, lam=lam, knn=knn,
                                 rectify=rectify)
     report: dict[str, Any] = {
-        "run": run_dir.name, "split": split_name, "checkpoint": chosen.name, "ways": ways, "queries": queries,
+        "run": rundir.name, "split": split_name, "checkpoint": chosen.name, "ways": ways, "queries": queries,
         "episodes": episodes, "shots": [int(k) for k in shots], "norm": norm, "seed": seed,
         "laplacianshot": {"lam": lam, "knn": knn, "rectify": rectify} if "laplacianshot" in methods else None,
         "novel_classes": list(fewshot.test.class_names), "novel_samples": int(labels.numel()),
@@ -155,21 +139,18 @@ def evaluate_run(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), episodes
         "discriminant": _discriminant(features, labels, module.head),
     }
     if write:
-        write_json(run_dir / "fewshot.json", report)
-        flat = flat_metrics(report)
-        metrics_path = run_dir / "metrics.json"
-        if metrics_path.is_file():
-            merged = {**read_json(metrics_path), **flat}
-            write_json(metrics_path, merged)
-            _update_index(run_dir, merged)
+        rundir.write_fewshot(report)
+        metrics = rundir.read_metrics()
+        if metrics is not None:
+            merged = {**metrics, **flat_metrics(report)}
+            rundir.write_metrics(merged)
+            _update_index(rundir, merged)
     return report
 
 
 def _discriminant(features: Tensor, labels: Tensor, head: nn.Module) -> dict[str, float] | None:
     """003 Table 1 on the novel features: σ_B/σ_T in the whole space, the head's classifier subspace W and its
     complement W_⊥ (None when the head has no [C, d] weight matrix)."""
-    from featspace.metrics import discriminant_score
-
     weight = getattr(head, "weight", None)
     if not isinstance(weight, Tensor) or weight.dim() != 2 or weight.shape[1] != features.shape[1]:
         return None
@@ -177,12 +158,42 @@ def _discriminant(features: Tensor, labels: Tensor, head: nn.Module) -> dict[str
                                                        weight=weight.detach().double().cpu()).items()}
 
 
-def _update_index(run_dir: Path, metrics: dict[str, Any]) -> None:
-    from featspace.train import RunIndex
-
+def _update_index(rundir: RunDir, metrics: dict[str, Any]) -> None:
     try:
-        index = RunIndex(run_dir.parent)
-        if index.get(run_dir.name) is not None:
-            index.update_metrics(run_dir.name, metrics)
+        index = RunIndex(rundir.path.parent)
+        if index.get(rundir.name) is not None:
+            index.update_metrics(rundir.name, metrics)
     except Exception as err:  # the index is a convenience; fewshot.json and metrics.json are already written
-        log.warning("could not update the run index beside %s: %s", run_dir, err)
+        log.warning("could not update the run index beside %s: %s", rundir.path, err)
+
+
+def fewshot_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A suite's ``fewshot`` section completed with :func:`evaluate_fewshot`'s defaults for what it leaves out."""
+    import inspect
+
+    defaults = {name: p.default for name, p in inspect.signature(evaluate_fewshot).parameters.items()
+                if name in FEWSHOT_KEYS}
+    return {**defaults, **settings}
+
+
+def needs_fewshot(rundir: RunDir, metrics: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """True when a finished run lacks the few-shot numbers ``settings`` (a suite's ``fewshot`` section) ask for:
+    no ``fewshot.json``, one made with other settings, or ``metrics`` (its index row's) without the
+    ``fewshot_<method>_<K>shot`` keys (the report reads the index)."""
+    wanted = fewshot_settings(settings)
+    methods = [str(m) for m in wanted["methods"]]
+    shots = [int(k) for k in wanted["shots"]]
+    if any(f"fewshot_{m}_{k}shot" not in metrics for m in methods for k in shots):
+        return True
+    report = rundir.read_fewshot()
+    if report is None or not isinstance(report.get("results"), dict):
+        return True
+    same = (report.get("shots") == shots and report.get("episodes") == wanted["episodes"]
+            and report.get("ways") == wanted["ways"] and report.get("queries") == wanted["queries"]
+            and report.get("norm") == wanted["norm"] and report.get("seed") == wanted["seed"]
+            and all(set(map(str, shots)) <= set(report["results"].get(m) or {}) for m in methods))
+    if same and "laplacianshot" in methods:
+        used = report.get("laplacianshot") or {}
+        same = (used.get("lam") == wanted["lam"] and used.get("knn") == wanted["knn"]
+                and used.get("rectify") == wanted["rectify"])
+    return not same

@@ -1,20 +1,20 @@
-"""``featspace fewshot RUN_DIR``: few-shot evaluation of a trained run, printed as a table of mean ± 95% CI.
-
-The lead's ``featspace.cli`` registers it with ``add_fewshot_command(subparsers)``.
-"""
+"""``featspace fewshot RUN_DIR``: few-shot evaluation of a trained run (``featspace.train.evaluate_fewshot``),
+printed as a table of mean ± 95% CI."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from featspace.fewshot.episodes import METHODS, NORMS
+from featspace.commands._output import text_table
+from featspace.metrics.fewshot import METHODS, NORMS
+from featspace.rundir import RunDir
+from featspace.train import evaluate_fewshot
 
-__all__ = ["add_fewshot_command", "format_report"]
+__all__ = ["add_parser", "format_report", "run"]
 
 
-def add_fewshot_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``fewshot`` sub-command to an ``argparse`` sub-parser collection; returns its parser."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fewshot", help="N-way K-shot accuracy of a trained run's frozen backbone on its split's novel classes",
         description="Few-shot evaluation (direct-sum paper, Sec. 3.1): features of the novel classes are extracted "
@@ -38,21 +38,19 @@ def add_fewshot_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where the split's files are (default: the run's data_dir)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write fewshot.json / metrics.json")
-    p.set_defaults(func=_cmd_fewshot)
+    p.set_defaults(func=run)
     return p
 
 
-def _cmd_fewshot(args: argparse.Namespace) -> int:
-    from featspace.fewshot.evaluate import evaluate_run
-
+def run(args: argparse.Namespace) -> int:
     methods = list(METHODS) if args.method == "both" else [args.method]
-    report = evaluate_run(args.run_dir, shots=args.shots, episodes=args.episodes, ways=args.ways,
+    report = evaluate_fewshot(args.run_dir, shots=args.shots, episodes=args.episodes, ways=args.ways,
                           queries=args.queries, methods=methods, norm=args.norm, seed=args.seed, split=args.split,
                           data_dir=args.data_dir, lam=args.lam, knn=args.knn, rectify=args.rectify,
                           device=args.device, write=not args.no_write)
     print(format_report(report))
     if not args.no_write:
-        print(f"\nwritten: {args.run_dir}/fewshot.json")
+        print(f"\nwritten: {RunDir(args.run_dir).fewshot}")
     return 0
 
 
@@ -62,14 +60,9 @@ def format_report(report: dict[str, Any]) -> str:
     header = ["method", *[f"{report['ways']}-way {k}-shot (%)" for k in shots]]
     rows = [[method, *[f"{100 * by_shots[k]['mean']:.2f} ± {100 * by_shots[k]['ci95']:.2f}" for k in shots]]
             for method, by_shots in report["results"].items()]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"run {report['run']} · split {report['split']} · {report['episodes']} episodes · "
              f"{report['queries']} queries/class · norm {report['norm']} · {report['novel_samples']} novel samples, "
-             f"d = {report['feature_dim']}"]
-    for i, row in enumerate([header, *rows]):
-        lines.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+             f"d = {report['feature_dim']}", text_table(header, rows)]
     if report.get("discriminant"):
         scores = report["discriminant"]
         lines.append("discriminant score σ_B/σ_T of the novel features (003 Table 1): "

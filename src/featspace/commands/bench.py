@@ -1,4 +1,4 @@
-"""The ``featspace bench`` subcommand (wired into ``featspace.cli`` by ``add_bench_command``).
+"""``featspace bench``: run every cell of a suite that has not finished, resumably (``featspace.bench``).
 
     featspace bench SUITE [--seeds N] [--set key=value ...] [--root runs] [--dry-run]
     featspace bench --list
@@ -11,12 +11,13 @@ import signal
 import sys
 from typing import Any
 
-__all__ = ["add_bench_command", "cmd_bench"]
+from featspace.bench import plan_suite, run_suite
+from featspace.suite import load_suite, suite_names
+
+__all__ = ["add_parser", "run"]
 
 
-def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``bench`` on an ``argparse`` subparsers object; its ``func`` takes the Namespace and returns
-    an exit code."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="run a suite of runs (heads x datasets x hyperparameters x seeds), "
                               "resumably", description="Run every cell of a suite that has not finished yet. "
                               "Killed and started again, it skips finished cells and resumes interrupted ones.")
@@ -29,13 +30,11 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped suites and exit")
     p.add_argument("--dry-run", action="store_true", help="show what would run, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=run)
     return p
 
 
 def _list_suites() -> int:
-    from featspace.bench.suite import load_suite, suite_names
-
     rows = []
     for name in suite_names():
         suite = load_suite(name)
@@ -56,10 +55,8 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run (or list, or dry-run) a suite; exit code 0 when every cell has finished, 1 otherwise."""
-    from featspace.bench.runner import plan_suite, run_suite
-
     if args.list:
         return _list_suites()
     if not args.suite:

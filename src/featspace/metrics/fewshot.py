@@ -11,7 +11,9 @@ Everything is vectorized over episodes: the indices of all episodes are drawn as
 [E, N, Q] queries), features are gathered as [E, N, K, d] / [E, N·Q, d] in chunks of episodes, and distances are
 batched matrix products. Per-sample normalizations (L2, CL2N) are applied once to the whole feature matrix
 before any gather, which is the same as normalizing inside each episode. 10,000 episodes on 640-d features take
-seconds on a CPU (``benchmarks/fewshot_episodes.py`` measures it against a per-episode loop).
+seconds on a CPU (``benchmarks/fewshot_episodes.py`` measures it against a per-episode loop). Unit rows,
+squared distances and the nearest-centroid rule are ``featspace.functional``'s, the ones heads and the other
+metrics use.
 
 Shapes: E episodes, N ways, K shots, Q queries per class, M = N·Q queries per episode, d feature width.
 """
@@ -24,6 +26,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from featspace.functional.rows import nearest_centroid, normalize_rows, squared_distances
 
 __all__ = [
     "NORMS",
@@ -130,7 +134,7 @@ def normalize_features(features: Tensor, norm: str = "none", base_mean: Tensor |
         if base_mean.shape[0] != features.shape[1]:
             raise ValueError(f"base_mean has {base_mean.shape[0]} entries, features have d = {features.shape[1]}")
         features = features - base_mean
-    return features / features.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return normalize_rows(features)
 
 
 # ------------------------------------------------------------------------------------------ sampling
@@ -183,30 +187,15 @@ def sample_episodes(labels: Tensor, *, episodes: int = 10000, ways: int = 5, sho
 
 
 # ------------------------------------------------------------------------------------------ classifiers
-def _squared_norms(x: Tensor) -> Tensor:
-    # one pass over x, no x*x temporary: the gathered queries are the largest tensors of an episode chunk
-    return torch.linalg.vector_norm(x, dim=-1).square_()
-
-
-def _squared_distances(x: Tensor, y: Tensor, x_norms: Tensor | None = None, y_norms: Tensor | None = None) -> Tensor:
-    """‖x_i − y_j‖² for batches x [E, A, d], y [E, B, d] → [E, A, B], by the expansion (one batched product);
-    ``x_norms`` [E, A] / ``y_norms`` [E, B] are the squared norms when already known."""
-    x_norms = _squared_norms(x) if x_norms is None else x_norms
-    y_norms = _squared_norms(y) if y_norms is None else y_norms
-    squared = x_norms.unsqueeze(-1) + y_norms.unsqueeze(-2)
-    return torch.baddbmm(squared, x, y.transpose(1, 2), alpha=-2.0).clamp_min_(0.0)
-
-
 def ncc_predict(support: Tensor, query: Tensor) -> Tensor:
     """Nearest class centroid (003 Sec. 3.1; Snell et al. prototypes; SimpleShot): support [E, N, K, d] and
     query [E, M, d] → predicted way [E, M], the argmin over n of ‖q − mean_k support[n, k]‖².
 
-    ‖q‖² is the same for every n, so the argmin is taken of ‖p_n‖² − 2 qᵀp_n: one batched product, and no pass
-    over the queries to compute their norms (the gathered queries dominate the memory traffic).
+    ``featspace.functional.nearest_centroid``: ‖q‖² is the same for every n, so the argmin is taken of
+    ‖p_n‖² − 2 qᵀp_n, one batched product and no pass over the queries to compute their norms (the gathered
+    queries dominate the memory traffic).
     """
-    prototypes = support.mean(dim=2)
-    offsets = (prototypes * prototypes).sum(-1).unsqueeze(1)  # [E, 1, N]
-    return torch.baddbmm(offsets, query, prototypes.transpose(1, 2), alpha=-2.0).argmin(dim=2)
+    return nearest_centroid(query, support.mean(dim=2))
 
 
 def rectify_prototypes(support: Tensor, query: Tensor, *, temperature: float = 10.0) -> tuple[Tensor, Tensor]:
@@ -224,7 +213,7 @@ def rectify_prototypes(support: Tensor, query: Tensor, *, temperature: float = 1
     shifted = query + (support.flatten(1, 2).mean(1) - query.mean(1)).unsqueeze(1)
     pool = torch.cat([support.flatten(1, 2), shifted], dim=1)  # [E, N·K + M, d]
     means = support.mean(dim=2)
-    cosine = torch.nn.functional.normalize(pool, dim=-1) @ torch.nn.functional.normalize(means, dim=-1).transpose(1, 2)
+    cosine = normalize_rows(pool) @ normalize_rows(means).transpose(1, 2)
     assigned = torch.nn.functional.one_hot(cosine.argmax(dim=2), means.shape[1]).to(pool.dtype)  # [E, P, N]
     weights = torch.softmax(temperature * cosine, dim=2) * assigned
     counts = assigned.sum(dim=1)  # [E, N]
@@ -272,11 +261,12 @@ def laplacianshot_assignments(support: Tensor, query: Tensor, *, lam: float = 1.
         prototypes = support.mean(dim=2)
     # the loop works on [E, N, M] (ways × queries): a softmax over the ways is then over a middle dimension,
     # which PyTorch vectorizes along the M queries (ten times faster on the CPU than over a last dimension of 5)
-    query_norms = _squared_norms(query)
-    unary = _squared_distances(prototypes, query, None, query_norms)  # [E, N, M]
+    # one pass over the queries, no q*q temporary: the gathered queries are the largest tensors of a chunk
+    query_norms = torch.linalg.vector_norm(query, dim=-1).square_()
+    unary = squared_distances(prototypes, query, b_squared_norms=query_norms)  # [E, N, M]
     num_queries = query.shape[1]
     neighbours = min(knn - 1, num_queries - 1)
-    affinity_distances = _squared_distances(query, query, query_norms, query_norms)
+    affinity_distances = squared_distances(query, query, a_squared_norms=query_norms, b_squared_norms=query_norms)
     affinity_distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))  # the query itself is the 0-th neighbour
     neighbour_index = _nearest(affinity_distances, neighbours)  # [E, M, knn−1]
     gather_index = [neighbour_index[:, :, slot].unsqueeze(1).expand(-1, unary.shape[1], -1)

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from featspace.data import DatasetNotFoundError
-from featspace.fewshot import splits
-from featspace.fewshot.splits import cub_split_of_class, load_bundle, load_split, split_for_dataset
+from featspace.data import fewshot_splits as splits
+from featspace.data.fewshot_splits import cub_split_of_class, load_bundle, load_split, split_for_dataset
 
 
 def _image(path, value, size=(10, 12), fmt=None):

@@ -1,0 +1,31 @@
+"""``featspace eval RUN_DIR``: re-evaluate a run from its checkpoint (metrics, embeddings, figures)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from featspace.commands._output import print_run
+from featspace.report.run_figures import draw_run_figures
+from featspace.rundir import RunDir
+from featspace.train import evaluate_run
+from featspace.train.fit import quiet_lightning
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("eval", help="re-evaluate a run: metrics, embeddings and plots")
+    p.add_argument("run_dir")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    quiet_lightning()
+    rundir = RunDir(args.run_dir)
+    metrics = evaluate_run(rundir.path)
+    plots = [] if args.no_plots else draw_run_figures(rundir.path)
+    print_run(rundir.name, rundir, metrics, plots)
+    return 0

@@ -1,0 +1,81 @@
+"""``featspace train [RECIPE] [--head H] ... [--set key=value ...] [--resume RUN_DIR]``: one run, then its figures.
+
+Typed options (``--epochs 3``, ``--lr 0.1``) go into the config as the values argparse parsed; only ``--set``
+strings are parsed as YAML (``featspace.config.parse_overrides``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from featspace.commands._output import print_run
+from featspace.config import TrainConfig, load_recipe, parse_overrides
+from featspace.report.run_figures import draw_run_figures
+from featspace.rundir import RunDir
+from featspace.train import train
+
+__all__ = ["add_parser", "config_from_args", "run"]
+
+#: options that set the config field of the same name
+_FIELDS = ("head", "dataset", "backbone", "seed", "data_dir", "devices", "strategy", "num_nodes", "accelerator",
+           "precision", "batch_size", "lr", "embedding_dim")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train one head (a recipe, with overrides)")
+    p.add_argument("recipe", nargs="?", help="a shipped recipe name (see 'featspace list recipes') or a YAML path")
+    p.add_argument("--head")
+    p.add_argument("--dataset")
+    p.add_argument("--backbone")
+    p.add_argument("--embedding-dim", dest="embedding_dim", type=int)
+    p.add_argument("--epochs", type=int, help="max_epochs")
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-dir", dest="data_dir")
+    p.add_argument("--download", action="store_true", help="download the dataset (needs internet)")
+    p.add_argument("--accelerator", help="cpu | gpu | auto")
+    p.add_argument("--devices", help="devices (processes) per node")
+    p.add_argument("--strategy", help="auto | ddp | ...")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int)
+    p.add_argument("--precision", help="32-true | bf16-mixed | 16-mixed")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set head_params.lam=0.5 (repeatable)")
+    p.add_argument("--root", default="runs", help="directory of run directories and their index")
+    p.add_argument("--run-dir", dest="run_dir", help="name the run directory (give every process the same one "
+                   "under torchrun / SLURM / several nodes); default: a fresh one under --root")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures (metrics are still computed)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _devices(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values."""
+    overrides: dict[str, Any] = dict(parse_overrides(args.set or []))
+    for name in _FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = _devices(value) if name == "devices" else value
+    if args.epochs is not None:
+        overrides["max_epochs"] = args.epochs
+    if args.download:
+        overrides["download"] = True
+    return load_recipe(args.recipe, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        result = train(resume=args.resume, progress=not args.no_progress)
+    else:
+        result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)
+    if result.metrics:  # the process that evaluated the run (rank 0)
+        plots = [] if args.no_plots else draw_run_figures(result.path)
+        print_run(result.run_id, RunDir(result.path), result.metrics, plots)
+    return 0

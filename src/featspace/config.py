@@ -1,0 +1,333 @@
+"""The configuration of a run: every hyperparameter in one place, each with its unit, and its identity.
+
+A run is described by a :class:`TrainConfig`. Recipes (YAML files shipped in ``featspace/recipes``)
+give the papers' setups; any field can be overridden with ``key=value`` strings (values parsed as YAML,
+so ``lr=1e-3``, ``milestones=[30,60]`` and ``head_params.lam=0.5`` all work) or with a mapping of typed
+values (what the command line passes: typed values go straight into the config, never back through text).
+The resolved config is saved with every run as ``config.yaml``.
+
+This module sits below training, suites and reports, which all read configs: it also owns the dot-key view
+of a config (``flatten``, ``config_value``), the text of a value as an axis label (``label_text``) and the
+identity of a config without its seed (``cell_hash``), so a bench and a report can never disagree on which
+run belongs to which cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from featspace import heads
+
+__all__ = [
+    "NON_RESULT_FIELDS",
+    "TrainConfig",
+    "apply_overrides",
+    "as_list",
+    "cell_hash",
+    "config_value",
+    "describe_recipe",
+    "flatten",
+    "label_text",
+    "load_recipe",
+    "merge",
+    "parse_overrides",
+    "read_shipped_yaml",
+    "recipe_names",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run. Units are in the comments."""
+
+    # what is trained
+    dataset: str = "digits"                 # featspace.data name
+    data_dir: str | None = None             # where the dataset files are (None: the loader's defaults)
+    download: bool = False                  # fetch the dataset where there is internet
+    backbone: str = "small_cnn"             # featspace.models name
+    embedding_dim: int | None = 64          # width d of the embedding (None: the backbone's native width)
+    backbone_params: dict[str, Any] = field(default_factory=dict)  # backbone options (e.g. small_cnn norm)
+    head: str = "softmax"                   # featspace.heads name
+    head_params: dict[str, Any] = field(default_factory=dict)  # hyperparameters of the head
+    # optimisation
+    optimizer: str = "adam"                 # "adam" | "sgd"
+    lr: float = 1e-3                        # initial learning rate
+    momentum: float = 0.9                   # SGD momentum
+    nesterov: bool = False                  # SGD Nesterov momentum
+    weight_decay: float = 0.0               # L2 penalty (coupled, as torch.optim applies it)
+    head_weight_decay: bool = True          # apply weight decay to the head's parameters too
+    schedule: str = "none"                  # "none" | "multistep" | "cosine"
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs (or steps, if max_steps) of ×gamma
+    gamma: float = 0.1                      # multistep decay factor
+    warmup_epochs: int = 0                  # linear warm-up, epochs
+    batch_size: int = 256                   # samples per step (per process under DDP)
+    episode_ways: int = 0                   # >0: N-way K-shot training batches (few-shot; batch = ways·shots)
+    episode_shots: int = 0                  # K of those episodes
+    max_epochs: int = 20                    # epochs (ignored when max_steps > 0)
+    max_steps: int = 0                      # optimiser steps; 0 = use max_epochs (HASeparator counts iterations)
+    early_stopping_patience: int = 0        # epochs without val-loss improvement before stopping; 0 = off
+    gradient_clip: float = 0.0              # max gradient norm; 0 = off
+    # data
+    val_fraction: float = 0.1               # stratified hold-out of the training set (LACE: 10%)
+    augment: bool = True                    # the dataset's standard augmentation
+    num_workers: int = 0                    # DataLoader workers
+    # reproducibility and hardware
+    seed: int = 0
+    deterministic: bool = False             # torch deterministic algorithms (slower)
+    accelerator: str = "auto"               # "cpu" | "gpu" | "auto"
+    devices: str | int = 1                  # processes/devices per node
+    num_nodes: int = 1
+    strategy: str = "auto"                  # "auto" | "ddp" | ...
+    precision: str = "32-true"              # Lightning precision; "bf16-mixed" / "16-mixed" on CUDA
+    sync_batchnorm: bool = True             # SyncBatchNorm under multi-GPU DDP (CUDA only: CPU/gloo cannot)
+    # evaluation and artefacts
+    tsne: bool = True                       # t-SNE plot after training (seconds on CPU for ≤3000 points)
+    eval_max_samples: int = 10000           # cap on samples for cluster validity / pair statistics
+    recipe: str | None = None               # the recipe this config came from (informational)
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ValueError for values no run could use (type and range checks)."""
+        if self.optimizer not in ("adam", "sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("none", "multistep", "cosine"):
+            raise ValueError(f"schedule must be 'none', 'multistep' or 'cosine', got {self.schedule!r}")
+        for name in ("lr", "gamma"):
+            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("batch_size",):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        for name in ("max_epochs", "max_steps", "early_stopping_patience", "warmup_epochs", "num_workers",
+                     "episode_ways", "episode_shots"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+        if self.max_epochs == 0 and self.max_steps == 0:
+            raise ValueError("one of max_epochs or max_steps must be positive")
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        for name in ("head_params", "backbone_params"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
+            raise ValueError(f"embedding_dim must be a positive int or null, got {self.embedding_dim!r}")
+        if not isinstance(self.milestones, list) or not all(isinstance(m, int) for m in self.milestones):
+            raise ValueError(f"milestones must be a list of ints, got {self.milestones!r}")
+
+
+_SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
+
+
+def _recipe_dir() -> Path:
+    return Path(str(resources.files("featspace") / "recipes"))
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with featspace."""
+    return sorted(p.stem for p in _recipe_dir().glob("*.yaml"))
+
+
+def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple[str, Path, dict[str, Any]]:
+    """A YAML mapping shipped in ``featspace/<folder>`` (by name) or at a path the user gives: (name, path,
+    values), safe-loaded. Recipes and suites are both read this way; ``kind`` names them in errors."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        name = path.stem
+    else:
+        shipped = Path(str(resources.files("featspace") / folder))
+        path, name = shipped / f"{name_or_path}.yaml", str(name_or_path)
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+            raise ValueError(f"unknown {kind} {name!r}; shipped {kind}s: {known} (or give the path of a "
+                             f"{kind} .yaml file)")
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{kind} {path} must be a YAML mapping")
+    return name, path, values
+
+
+def _read_recipe_file(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    name, _, values = read_shipped_yaml(name_or_path, "recipes", "recipe")
+    return name, values
+
+
+def describe_recipe(name: str) -> str:
+    """The one-line description of a shipped recipe (its ``notes`` field's first line)."""
+    _, values = _read_recipe_file(name)
+    return str(values.get("notes", "")).strip().splitlines()[0] if values.get("notes") else ""
+
+
+def load_recipe(name_or_path: str | None, overrides: list[str] | Mapping[str, Any] | None = None) -> TrainConfig:
+    """A shipped recipe (by name) or a YAML file (by path), with overrides applied: ``key=value`` strings
+    (values parsed as YAML) or a mapping of typed values (``{"max_epochs": 3, "head_params.lam": 0.5}``)."""
+    values: dict[str, Any] = {}
+    if name_or_path:
+        name, values = _read_recipe_file(name_or_path)
+        values.setdefault("recipe", name)
+    values = apply_overrides(values, overrides or [])
+    return TrainConfig.from_dict(values)
+
+
+def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
+    """``key=value`` strings as (key, typed value) pairs, values parsed as YAML (``lr=1e-3`` is a float)."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ValueError(f"override {item!r}: cannot parse {raw!r} ({err})") from None
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def apply_overrides(values: dict[str, Any], overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``values`` with overrides set: ``key=value`` strings or a mapping of typed values. A dot key
+    (``head_params.lam``) sets one entry of a nested mapping; a plain key replaces the field whole."""
+    pairs = list(overrides.items()) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    return merge(values, pairs, merge_mappings=False)
+
+
+def merge(values: dict[str, Any], layer: Mapping[str, Any] | Iterable[tuple[str, Any]], *,
+          merge_mappings: bool = True) -> dict[str, Any]:
+    """A copy of ``values`` with a layer of typed values applied. Dot keys (``head_params.lam``) reach into
+    nested mappings; with ``merge_mappings`` a mapping value is merged into the mapping it replaces (the suites'
+    layering: recipe, then ``set``, then each axis's choice), else it replaces it (an explicit override)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for key, value in (layer.items() if isinstance(layer, Mapping) else layer):
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            nested = out.get(outer)
+            if nested is None:
+                nested = out[outer] = {}
+            if not isinstance(nested, dict):
+                raise ValueError(f"override {key}: {outer} is not a mapping")
+            nested[inner] = value
+        elif merge_mappings and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------- configs as flat keys, and their labels
+def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{head_params: {lam: 1}, lr: 0.1}`` -> ``{head_params.lam: 1, lr: 0.1}``: the dot keys by which suites,
+    overrides and report axes name config values (an empty ``head_params`` stays as ``head_params: {}``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "head_params" and isinstance(value, dict):
+            if not value:
+                out[key] = {}
+            for inner, inner_value in value.items():
+                out[f"head_params.{inner}"] = inner_value
+        else:
+            out[str(key)] = value
+    return out
+
+
+def config_value(config: TrainConfig | Mapping[str, Any], key: str) -> Any:
+    """The value of a config key; ``head_params.x`` reaches into the head's hyperparameters (None if unset)."""
+    values = config.to_dict() if isinstance(config, TrainConfig) else config
+    if "." in key:
+        outer, inner = key.split(".", 1)
+        nested = values.get(outer) or {}
+        return nested.get(inner) if isinstance(nested, dict) else None
+    return values.get(key)
+
+
+def label_text(value: Any) -> str:
+    """How a config value is shown as a label of a suite's or report's axis (``true``/``false`` as YAML writes
+    them, so a label matches the value a user typed)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def as_list(value: Any) -> list[Any]:
+    """A YAML field that may be one item or a list of them, as a list (None: empty)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# ---------------------------------------------------------------------------------- the identity of a config
+#: config fields that never change what a run computes, left out of the cell hash
+NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def cell_hash(config: TrainConfig | Mapping[str, Any]) -> str:
+    """``<head>-<10 hex digits>``: the identity of a resolved config without its seed.
+
+    The digits are the first 10 of the SHA-256 of the canonical JSON of the config without the seed, without
+    ``NON_RESULT_FIELDS``, without the fields equal to ``TrainConfig``'s defaults and without the head
+    hyperparameters equal to the head's registered defaults (so a field or hyperparameter added later with a
+    default keeps every existing key); integral floats are written as integers (``lam: 1`` = ``lam: 1.0``).
+    The price of ignoring defaults: changing a default in the code does not change the keys of runs that relied
+    on it, so such a change should come with a new suite name or a ``--set``."""
+    values = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    defaults = TrainConfig().to_dict()
+    kept = {}
+    for key, value in values.items():
+        if key == "seed" or key in NON_RESULT_FIELDS:
+            continue
+        if key in defaults and _canonical(value) == _canonical(defaults[key]):
+            continue
+        kept[key] = value
+    if isinstance(kept.get("head_params"), dict):
+        try:
+            head_defaults = heads.default_hparams(str(values.get("head")))
+        except ValueError:  # an unknown head: nothing to leave out
+            head_defaults = {}
+        params = {k: v for k, v in kept["head_params"].items()
+                  if not (k in head_defaults and _canonical(v) == _canonical(head_defaults[k]))}
+        if params:
+            kept["head_params"] = params
+        else:
+            del kept["head_params"]
+    text = json.dumps(_canonical(kept), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+    return f"{values.get('head', 'head')}-{digest}"

@@ -1,0 +1,45 @@
+"""The one owner of the run directory: its files (``layout``) and the SQLite index of runs (``index``).
+
+Training writes runs through it; benches, reports and the commands read them through it. Nothing else names a
+run directory's files.
+"""
+
+from featspace.rundir.index import DEFAULT_ROOT, INDEX_FILE, STATUSES, RunIndex, RunRecord, code_version, new_run_dir
+from featspace.rundir.layout import (
+    BEST_CHECKPOINT,
+    CENTROID_HISTORY,
+    CHECKPOINTS,
+    CONFIG,
+    EMBEDDINGS,
+    FEWSHOT,
+    HISTORY,
+    LAST_CHECKPOINT,
+    METRICS,
+    PAIR_ANGLES,
+    PLOTS,
+    RunDir,
+    RunDirTaken,
+)
+
+__all__ = [
+    "BEST_CHECKPOINT",
+    "CENTROID_HISTORY",
+    "CHECKPOINTS",
+    "CONFIG",
+    "DEFAULT_ROOT",
+    "EMBEDDINGS",
+    "FEWSHOT",
+    "HISTORY",
+    "INDEX_FILE",
+    "LAST_CHECKPOINT",
+    "METRICS",
+    "PAIR_ANGLES",
+    "PLOTS",
+    "STATUSES",
+    "RunDir",
+    "RunDirTaken",
+    "RunIndex",
+    "RunRecord",
+    "code_version",
+    "new_run_dir",
+]

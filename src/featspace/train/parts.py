@@ -1,0 +1,44 @@
+"""The parts of a run: the data module, backbone and head a config describes, and a trained run's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from featspace import data, heads, models
+from featspace.config import TrainConfig
+from featspace.rundir import RunDir
+from featspace.train.checkpoint_io import load_checkpoint
+from featspace.train.module import FeatureModule
+
+__all__ = ["build_parts", "load_trained"]
+
+
+def build_parts(config: TrainConfig) -> tuple[data.DataModule, nn.Module, heads.Head]:
+    """The data module, backbone and head a config describes."""
+    bundle = data.load(config.dataset, data_dir=config.data_dir, download=config.download)
+    datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
+                                 seed=config.seed, augment=config.augment, num_workers=config.num_workers,
+                                 episode_ways=config.episode_ways, episode_shots=config.episode_shots)
+    backbone = models.build_backbone(config.backbone, in_channels=bundle.in_channels,
+                                     embedding_dim=config.embedding_dim, image_size=bundle.image_size[0],
+                                     **config.backbone_params)
+    head = heads.build(config.head, backbone.embedding_dim, bundle.num_classes, **config.head_params)
+    return datamodule, backbone, head
+
+
+def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
+    """The trained model of a run: (module with its weights and config, the run's data module, the checkpoint
+    read). The weights are those the run is evaluated with (``RunDir.evaluation_checkpoint``)."""
+    rundir = RunDir(run_dir)
+    config = rundir.read_config()
+    chosen = rundir.evaluation_checkpoint(config)
+    state = load_checkpoint(chosen)
+    datamodule, backbone, head = build_parts(config)
+    datamodule.setup("fit")
+    module = FeatureModule(backbone, head, config, steps_per_epoch=1)
+    module.load_state_dict(state["state_dict"])
+    module.on_load_checkpoint(state)
+    return module, datamodule, chosen

@@ -1,0 +1,127 @@
+"""``train(config)``: one run's bookkeeping around the fit — its directory, its index row, its rank.
+
+    config ─► claim the run directory (atomically) + index row "running"      (or --resume: the run's own config
+           ─► featspace.train.fit.fit_and_evaluate                              and last checkpoint)
+           ─► index row "finished" with the metrics; "failed" / "interrupted" when the fit raises
+
+Checkpoints are written every epoch (atomically); ``train(resume=RUN_DIR)`` continues a killed run from its
+last checkpoint and, because every epoch re-seeds from (seed, epoch), reaches the same final metrics as an
+uninterrupted run. A run that raises is marked "failed", one that is interrupted "interrupted" — never left
+looking finished.
+
+Under DDP every process runs this; only rank 0 claims the directory, owns the index row and writes the
+evaluation. The processes Lightning's launcher starts find the directory in ``RUN_DIR_ENV``; torchrun and SLURM
+launches pass the same ``run_dir`` to every process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featspace.config import TrainConfig
+from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
+from featspace.train import fit as fitting
+
+__all__ = ["RUN_DIR_ENV", "RunResult", "launch_rank", "train"]
+
+RUN_DIR_ENV = "FEATSPACE_RUN_DIR"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    path: Path
+    metrics: dict[str, float]
+    plots: list[Path] = field(default_factory=list)
+
+
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it before any process group exists: 0 for the
+    process a user started; > 0 for the processes Lightning's DDP launcher starts (LOCAL_RANK), torchrun
+    (RANK), other nodes (NODE_RANK) and SLURM tasks (SLURM_PROCID)."""
+    for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
+
+
+@dataclass
+class _Run:
+    config: TrainConfig
+    rundir: RunDir
+    checkpoint: str | None     # the checkpoint a resumed fit starts from
+    index: RunIndex | None     # None on processes of rank > 0: rank 0 owns the row
+
+
+def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Path | None,
+              run_dir: str | Path | None, suite: str | None, cell: str | None) -> _Run:
+    """Where the run lives and what it starts from; on rank 0, its index row marked "running"."""
+    rank = launch_rank()
+    if resume is not None:
+        rundir = RunDir(resume)
+        config = rundir.read_config()
+        checkpoint = str(rundir.last_checkpoint) if rundir.last_checkpoint.is_file() else None
+        if rank > 0:
+            return _Run(config, rundir, checkpoint, None)
+        index = RunIndex(rundir.path.parent)
+        record = index.get(rundir.name)
+        if record is None:  # a run directory copied from elsewhere: index it here
+            index.start(rundir.name, rundir.path, config.to_dict(), suite=suite, cell=cell)
+        elif record.status == "running":  # the index reports a dead owner as "interrupted"
+            raise ValueError(f"{rundir.path} is still being trained (pid {record.pid} on {record.host}); "
+                             "wait for it or stop it before resuming")
+        index.resume(rundir.name)
+        return _Run(config, rundir, checkpoint, index)
+
+    if config is None:
+        raise ValueError("train() needs a config or a run directory to resume")
+    config.validate()
+    if rank > 0:
+        shared = run_dir or os.environ.get(RUN_DIR_ENV)
+        if shared is None:
+            raise ValueError("this process has a non-zero rank but no run directory: pass the same --run-dir to "
+                             "every process (torchrun, SLURM, several nodes)")
+        return _Run(config, RunDir(shared), None, None)
+    if run_dir is not None:
+        rundir = RunDir(run_dir)
+    else:
+        _, path = new_run_dir(root, prefix=f"{config.head}-{config.dataset}-")
+        rundir = RunDir(path)
+    rundir.claim(config)
+    index = RunIndex(rundir.path.parent)
+    index.start(rundir.name, rundir.path, config.to_dict(), suite=suite, cell=cell)
+    return _Run(config, rundir, None, index)
+
+
+def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
+          run_dir: str | Path | None = None, suite: str | None = None, cell: str | None = None,
+          progress: bool = True) -> RunResult:
+    """Train and evaluate one run; returns its id, directory and metrics.
+
+    ``run_dir`` names the run directory instead of a fresh one under ``root``; ``resume`` continues an
+    interrupted run from its last checkpoint. ``suite`` and ``cell`` label the index row (``featspace bench``).
+    Figures are not drawn here: ``featspace.report.run_figures.draw_run_figures(run_dir)`` draws them from the
+    finished run directory (the ``train`` and ``bench`` commands do).
+    """
+    fitting.quiet_lightning()
+    run = _open_run(config, root=root, resume=resume, run_dir=run_dir, suite=suite, cell=cell)
+    rundir = run.rundir
+    # processes that Lightning's DDP launcher starts re-run this command; they find the run here
+    os.environ[RUN_DIR_ENV] = str(rundir.path.resolve())
+    if run.index is None:
+        fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=False)
+        return RunResult(rundir.name, rundir.path, {})
+    try:
+        metrics = fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=progress)
+    except (KeyboardInterrupt, SystemExit):
+        run.index.mark(rundir.name, "interrupted", "interrupted by the user or a signal")
+        raise
+    except BaseException as err:
+        run.index.mark(rundir.name, "failed", f"{type(err).__name__}: {err}")
+        raise
+    run.index.finish(rundir.name, metrics or {})
+    return RunResult(rundir.name, rundir.path, metrics or {})
+

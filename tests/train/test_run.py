@@ -1,0 +1,67 @@
+"""A run's bookkeeping (featspace.train.run) around a stand-in fit: claims, statuses and resume rules."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+
+from featspace.config import TrainConfig
+from featspace.rundir import RunDir, RunIndex
+from featspace.train import fit, train
+
+
+def _fit_that(outcome):
+    def fake_fit(config, rundir, checkpoint, *, progress):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        rundir.write_metrics(outcome)
+        return outcome
+    return mock.patch.object(fit, "fit_and_evaluate", fake_fit)
+
+
+def test_finished_failed_and_interrupted_runs_are_marked(tmp_path):
+    with _fit_that({"accuracy": 0.9}):
+        done = train(TrainConfig(), root=tmp_path, progress=False)
+    with _fit_that(RuntimeError("boom")), pytest.raises(RuntimeError):
+        train(TrainConfig(), run_dir=tmp_path / "failed", progress=False)
+    with _fit_that(KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(), run_dir=tmp_path / "stopped", progress=False)
+    index = RunIndex(tmp_path)
+    assert index.get(done.run_id).status == "finished" and index.get(done.run_id).metrics == {"accuracy": 0.9}
+    assert index.get("failed").status == "failed" and "boom" in index.get("failed").error
+    assert index.get("stopped").status == "interrupted"
+
+
+def test_a_claimed_directory_is_never_trained_again(tmp_path):
+    with _fit_that({"accuracy": 0.9}):
+        train(TrainConfig(head="softmax"), run_dir=tmp_path / "run", progress=False)
+        with pytest.raises(ValueError, match="already holds a run"):
+            train(TrainConfig(head="arcface"), run_dir=tmp_path / "run", progress=False)
+    assert RunDir(tmp_path / "run").read_config().head == "softmax"
+
+
+def test_resume_refuses_a_run_that_is_still_training(tmp_path):
+    rundir = RunDir(tmp_path / "live")
+    rundir.claim(TrainConfig())
+    RunIndex(tmp_path).start(rundir.name, rundir.path, TrainConfig().to_dict())  # owned by this live process
+    with _fit_that({"accuracy": 0.9}), pytest.raises(ValueError, match="still being trained"):
+        train(resume=rundir.path, progress=False)
+    assert RunIndex(tmp_path).get("live").status == "running"
+
+
+def test_resume_of_an_interrupted_run_reads_its_own_config_and_checkpoint(tmp_path):
+    seen = {}
+
+    def fake_fit(config, rundir, checkpoint, *, progress):
+        seen.update(head=config.head, checkpoint=checkpoint)
+        return {"accuracy": 1.0}
+
+    with _fit_that(KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(head="icv"), run_dir=tmp_path / "run", progress=False)
+    RunDir(tmp_path / "run").last_checkpoint.parent.mkdir()
+    RunDir(tmp_path / "run").last_checkpoint.write_bytes(b"")
+    with mock.patch.object(fit, "fit_and_evaluate", fake_fit):
+        result = train(resume=tmp_path / "run", progress=False)
+    assert seen == {"head": "icv", "checkpoint": str(RunDir(tmp_path / "run").last_checkpoint)}
+    assert result.metrics == {"accuracy": 1.0} and RunIndex(tmp_path).get("run").status == "finished"
