@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from featspace.rundir import RunDir
-
 __all__ = ["SUMMARY_COLUMNS", "format_table", "print_run", "text_table"]
 
 # the table printed after training, and by the demo: (metric key, column title, format)
@@ -47,10 +45,9 @@ def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
     return text_table([first] + [title for _, title, _ in columns], body)
 
 
-def print_run(run_id: str, rundir: RunDir, metrics: dict[str, Any] | None = None, plots: Sequence[Any] = ()) -> None:
+def print_run(run_id: str, path: Any, metrics: dict[str, Any], plots: Sequence[Any] = ()) -> None:
     """The lines printed after a run is trained or evaluated: its directory, main metrics and figures."""
-    print(f"\nrun {run_id}: {rundir.path}")
-    metrics = metrics or rundir.read_metrics() or {}
+    print(f"\nrun {run_id}: {path}")
     for key in (k for k in _RUN_KEYS if isinstance(metrics.get(k), (int, float))):
         print(f"  {key:<24} {metrics[key]:.4f}")
     for path in plots:

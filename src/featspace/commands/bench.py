@@ -11,9 +11,6 @@ import signal
 import sys
 from typing import Any
 
-from featspace.bench import plan_suite, run_suite
-from featspace.suite import load_suite, suite_names
-
 __all__ = ["add_parser", "run"]
 
 
@@ -35,6 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _list_suites() -> int:
+    from featspace.suite import load_suite, suite_names
+
     rows = []
     for name in suite_names():
         suite = load_suite(name)
@@ -57,6 +56,8 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or list, or dry-run) a suite; exit code 0 when every cell has finished, 1 otherwise."""
+    from featspace.bench import plan_suite, run_suite
+
     if args.list:
         return _list_suites()
     if not args.suite:

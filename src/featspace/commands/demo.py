@@ -7,9 +7,6 @@ import time
 from typing import Any
 
 from featspace.commands._output import SUMMARY_COLUMNS, format_table
-from featspace.config import load_recipe
-from featspace.report.run_figures import draw_run_figures
-from featspace.train import train
 
 __all__ = ["DEMO_HEADS", "add_parser", "run"]
 
@@ -27,6 +24,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace.config import load_recipe
+    from featspace.report.run_figures import draw_run_figures
+    from featspace.train import train
+
     started = time.time()
     rows = []
     plots = []

@@ -6,10 +6,6 @@ import argparse
 from typing import Any
 
 from featspace.commands._output import print_run
-from featspace.report.run_figures import draw_run_figures
-from featspace.rundir import RunDir
-from featspace.train import evaluate_run
-from featspace.train.fit import quiet_lightning
 
 __all__ = ["add_parser", "run"]
 
@@ -23,9 +19,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace.report.run_figures import draw_run_figures
+    from featspace.rundir import RunDir
+    from featspace.train import evaluate_run
+    from featspace.train.fit import quiet_lightning
+
     quiet_lightning()
     rundir = RunDir(args.run_dir)
     metrics = evaluate_run(rundir.path)
     plots = [] if args.no_plots else draw_run_figures(rundir.path)
-    print_run(rundir.name, rundir, metrics, plots)
+    print_run(rundir.name, rundir.path, metrics, plots)
     return 0

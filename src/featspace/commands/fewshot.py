@@ -7,9 +7,6 @@ import argparse
 from typing import Any
 
 from featspace.commands._output import text_table
-from featspace.metrics.fewshot import METHODS, NORMS
-from featspace.rundir import RunDir
-from featspace.train import evaluate_fewshot
 
 __all__ = ["add_parser", "format_report", "run"]
 
@@ -25,9 +22,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10000, help="episodes per setting (default 10000)")
     p.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
     p.add_argument("--queries", type=int, default=15, help="queries per class (default 15)")
-    p.add_argument("--method", choices=[*METHODS, "both"], default="ncc",
+    # choices are checked by evaluate_fewshot (featspace.metrics.fewshot.METHODS, NORMS) when the command runs
+    p.add_argument("--method", default="ncc",
                    help="ncc (inductive, Table 4), laplacianshot (transductive, Table 5) or both (default ncc)")
-    p.add_argument("--norm", choices=NORMS, default="cl2n",
+    p.add_argument("--norm", default="cl2n",
                    help="feature normalization: none, l2, or cl2n = centre by the base-class mean, then L2 "
                         "(default cl2n)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes (default 0)")
@@ -43,6 +41,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace.metrics.fewshot import METHODS
+    from featspace.rundir import RunDir
+    from featspace.train import evaluate_fewshot
+
     methods = list(METHODS) if args.method == "both" else [args.method]
     report = evaluate_fewshot(args.run_dir, shots=args.shots, episodes=args.episodes, ways=args.ways,
                           queries=args.queries, methods=methods, norm=args.norm, seed=args.seed, split=args.split,

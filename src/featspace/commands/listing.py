@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from featspace import config, data, heads, models
 from featspace.commands._output import format_table
-from featspace.rundir import RunIndex
 
 __all__ = ["add_parser", "run"]
 
@@ -31,6 +29,9 @@ def _print_named(title: str, items: list[tuple[str, str]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace import config, data, heads, models
+    from featspace.rundir import RunIndex
+
     what = args.what
     if what in ("heads", "all"):
         _print_named("heads", [(n, heads.describe(n)) for n in heads.names()])

@@ -9,9 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from featspace.report.build import build_report
-from featspace.rundir import RunDir
-
 __all__ = ["add_parser", "run"]
 
 
@@ -30,6 +27,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace.report.build import build_report
+    from featspace.rundir import RunDir
+
     targets = list(args.target)
     run_dirs = [t for t in targets if RunDir(t).is_run()]
     if run_dirs and len(run_dirs) != len(targets):

@@ -7,13 +7,12 @@ strings are parsed as YAML (``featspace.config.parse_overrides``).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from featspace.commands._output import print_run
-from featspace.config import TrainConfig, load_recipe, parse_overrides
-from featspace.report.run_figures import draw_run_figures
-from featspace.rundir import RunDir
-from featspace.train import train
+
+if TYPE_CHECKING:
+    from featspace.config import TrainConfig
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -58,6 +57,8 @@ def _devices(value: str) -> str | int:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values."""
+    from featspace.config import load_recipe, parse_overrides
+
     overrides: dict[str, Any] = dict(parse_overrides(args.set or []))
     for name in _FIELDS:
         value = getattr(args, name, None)
@@ -71,11 +72,17 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featspace.train import train
+
     if args.resume:
         result = train(resume=args.resume, progress=not args.no_progress)
     else:
         result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)
     if result.metrics:  # the process that evaluated the run (rank 0)
-        plots = [] if args.no_plots else draw_run_figures(result.path)
-        print_run(result.run_id, RunDir(result.path), result.metrics, plots)
+        plots = []
+        if not args.no_plots:  # matplotlib is loaded only for the figures
+            from featspace.report.run_figures import draw_run_figures
+
+            plots = draw_run_figures(result.path)
+        print_run(result.run_id, result.path, result.metrics, plots)
     return 0

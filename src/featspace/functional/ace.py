@@ -18,8 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from featspace.functional.rows import normalize_rows
-
 __all__ = ["ace_scores", "whiten"]
 
 
@@ -80,11 +78,11 @@ def ace_scores(
     per_class = (background_mean is not None and background_mean.dim() == 2) or (
         whitening is not None and whitening.dim() == 3
     )
-    signatures_hat = normalize_rows(_at_least_float32(whiten(signatures, whitening)), eps)  # [C, d]
+    signatures_hat = F.normalize(_at_least_float32(whiten(signatures, whitening)), dim=-1, eps=eps)  # [C, d]
 
     if not per_class:
         centred = x - background_mean if background_mean is not None else x
-        x_hat = normalize_rows(_at_least_float32(whiten(centred, whitening)), eps)  # [B, d]
+        x_hat = F.normalize(_at_least_float32(whiten(centred, whitening)), dim=-1, eps=eps)  # [B, d]
         return F.linear(x_hat, signatures_hat.to(x_hat.dtype))
 
     # Per-class background: x̂_bc = W_c x_b − W_c μ_c, formed as one GEMM over the stacked W_c.
@@ -96,5 +94,5 @@ def ace_scores(
         x_white = (whitening.reshape(num_classes * dim, dim) @ x.T).reshape(num_classes, dim, -1).permute(2, 0, 1)
     if background_mean is not None:
         x_white = x_white - whiten(background_mean, whitening)
-    x_hat = normalize_rows(_at_least_float32(x_white), eps)  # [B, C, d]
+    x_hat = F.normalize(_at_least_float32(x_white), dim=-1, eps=eps)  # [B, C, d]
     return (x_hat * signatures_hat.to(x_hat.dtype)).sum(-1)

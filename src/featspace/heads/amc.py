@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from featspace.functional.angular import angles
-from featspace.functional.rows import NORM_EPS, normalize_rows
+from featspace.functional.rows import NORM_EPS
 from featspace.heads import hparams
 from featspace.heads.base import HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
@@ -34,7 +34,7 @@ def angular_margin_contrastive_loss(embeddings: Tensor, labels: Tensor, margin: 
     n = embeddings.shape[0]
     if n < 2:
         return embeddings.sum() * 0.0
-    unit = normalize_rows(embeddings, eps)
+    unit = F.normalize(embeddings, dim=1, eps=eps)
     first, second = torch.triu_indices(n, n, offset=1, device=embeddings.device)
     theta = angles((unit @ unit.T)[first, second])
     same_class = labels[first] == labels[second]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from featspace.functional.rows import class_means, class_sums, normalize_rows
+from featspace.functional.rows import class_means, class_sums
 from featspace.heads import hparams
 from featspace.heads.base import HeadOutput, register_head, upcast_half
 from featspace.heads.softmax import LinearClassifier
@@ -123,7 +123,7 @@ class IcvHead(LinearClassifier):
         self.centroids = nn.Parameter(torch.empty(num_classes, embedding_dim).uniform_(-bound, bound))
 
     def feature_space(self, embeddings: Tensor) -> Tensor:
-        return normalize_rows(embeddings) if self.normalize else embeddings
+        return F.normalize(embeddings, dim=1, eps=1e-12) if self.normalize else embeddings
 
     def scores(self, embeddings: Tensor) -> Tensor:
         return super().scores(self.feature_space(embeddings))

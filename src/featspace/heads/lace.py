@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featspace.functional.ace import ace_scores, whiten
-from featspace.functional.rows import normalize_rows
 from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 
@@ -138,4 +137,4 @@ class LACEHead(Head):
         if self.per_class_background:
             return None
         with torch.no_grad():
-            return normalize_rows(whiten(self.signatures, self.whitening), self.eps)
+            return F.normalize(whiten(self.signatures, self.whitening), dim=-1, eps=self.eps)
