@@ -3,6 +3,8 @@ best one): ``--resume`` and ``featspace eval`` read last.ckpt."""
 
 from __future__ import annotations
 
+import shutil
+
 import lightning as L
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ class _WorseEachEpoch(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def _fit(tmp_path, *, with_val: bool, epochs: int = 3, sign: float = 1.0):
+def _fit(tmp_path, *, with_val: bool, epochs: int = 3, sign: float = 1.0, ckpt_path=None):
     data = TensorDataset(torch.randn(8, 2), torch.randn(8))
     last, best = checkpoint_callbacks(tmp_path / "checkpoints", with_val)
     order = [best, last]  # as the trainer lists them
@@ -42,7 +44,8 @@ def _fit(tmp_path, *, with_val: bool, epochs: int = 3, sign: float = 1.0):
                         limit_val_batches=1.0 if with_val else 0)
     model = _WorseEachEpoch(sign)
     loader = DataLoader(data, batch_size=4)
-    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader if with_val else None)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader if with_val else None, ckpt_path=ckpt_path,
+                weights_only=True)
     return model, trainer
 
 
@@ -71,3 +74,18 @@ def test_last_checkpoint_carries_this_epochs_best_score_for_resume(tmp_path):
     last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     states = [v for k, v in last["callbacks"].items() if "val_loss" in k]
     assert len(states) == 1 and float(states[0]["best_model_score"]) == -2.0
+
+
+def test_a_moved_run_directory_keeps_its_best_checkpoint_on_resume(tmp_path):
+    """Issue 17, item 1: the validation loss worsens every epoch, so epoch 0 stays the best. The run directory
+    is moved before resuming; Lightning's own callback would drop the best score (the saved dirpath differs)
+    and let the resumed epoch overwrite best.ckpt."""
+    _fit(tmp_path / "before", with_val=True, epochs=3)
+    shutil.move(tmp_path / "before", tmp_path / "after")
+    _, trainer = _fit(tmp_path / "after", with_val=True, epochs=5,
+                      ckpt_path=tmp_path / "after" / "checkpoints" / "last.ckpt")
+    best = load_checkpoint(tmp_path / "after" / "checkpoints" / "best.ckpt")
+    assert best["epoch"] == 0
+    callback = trainer.checkpoint_callbacks[0]
+    assert float(callback.best_model_score) == 0.0
+    assert callback.best_model_path == str(tmp_path / "after" / "checkpoints" / "best.ckpt")

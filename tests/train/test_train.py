@@ -14,6 +14,7 @@ import yaml
 
 from featspace.rundir import RunIndex
 from featspace.train import evaluate_run, load_recipe, train
+from featspace.train.checkpoint_io import load_checkpoint
 from featspace.train.fit import PAUSE_ENV
 from tests._kill import start_and_wait_for_pause
 
@@ -76,6 +77,10 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     proc.wait()
     assert not (killed / "metrics.json").exists()
     assert RunIndex(tmp_path).get("killed").status == "interrupted"
+    moved = tmp_path / "elsewhere" / "killed"  # a run directory is relocatable (issue 17, item 1)
+    moved.parent.mkdir()
+    killed.rename(moved)
+    killed = moved
 
     done = subprocess.run(_cli("train", "--resume", str(killed), "--no-progress", "--no-plots"),
                           capture_output=True, text=True, timeout=300)
@@ -89,5 +94,8 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert resumed_metrics["epochs"] == straight_metrics["epochs"] == 4
     for key in ("accuracy", "ncc_accuracy", "silhouette", "d_em", "d_kl", "discriminant_total"):
         assert resumed_metrics[key] == pytest.approx(straight_metrics[key], rel=1e-5, abs=1e-7), key
-    assert RunIndex(tmp_path).get("killed").status == "finished"
+    assert RunIndex(killed.parent).get("killed").status == "finished"
     assert len((killed / "history.csv").read_text().splitlines()) == 5
+    best_resumed = load_checkpoint(killed / "checkpoints" / "best.ckpt")
+    best_straight = load_checkpoint(straight / "checkpoints" / "best.ckpt")
+    assert best_resumed["epoch"] == best_straight["epoch"]

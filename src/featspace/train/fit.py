@@ -33,7 +33,8 @@ from featspace.train.history import HistoryWriter
 from featspace.train.module import FeatureModule
 from featspace.train.parts import build_parts
 
-__all__ = ["PAUSE_ENV", "PauseAfterEpoch", "checkpoint_callbacks", "fit", "fit_and_evaluate", "quiet_lightning"]
+__all__ = ["PAUSE_ENV", "PauseAfterEpoch", "RelocatableCheckpoint", "checkpoint_callbacks", "fit", "fit_and_evaluate",
+           "quiet_lightning"]
 
 
 @dataclass
@@ -65,18 +66,42 @@ def _several_processes(config: TrainConfig) -> bool:
     return many or config.num_nodes > 1
 
 
+class RelocatableCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose state survives a moved or copied run directory.
+
+    Lightning saves the callback's absolute ``dirpath`` in every checkpoint and, when a resumed run's directory
+    differs, drops ``best_model_score`` and the best-k bookkeeping: a resumed early-stopping run then takes its
+    next epoch for the best and overwrites ``best.ckpt`` with worse weights. Here the saved paths are re-rooted
+    in this callback's directory (same file names) before Lightning reads them, so a run directory is
+    relocatable."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("dirpath")
+        if saved is not None and self.dirpath is not None and saved != self.dirpath:
+            def moved(path: Any) -> Any:
+                return str(Path(self.dirpath) / Path(path).name) if path else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          "best_model_path": moved(state_dict.get("best_model_path")),
+                          "kth_best_model_path": moved(state_dict.get("kth_best_model_path")),
+                          "last_model_path": moved(state_dict.get("last_model_path")),
+                          "best_k_models": {moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
+        super().load_state_dict(state_dict)
+
+
 def checkpoint_callbacks(directory: Path, has_val: bool) -> tuple[ModelCheckpoint, ModelCheckpoint | None]:
     """``last.ckpt`` after every epoch (what ``--resume`` and ``featspace eval`` read) and, with a validation
     split, ``best.ckpt`` at the lowest validation loss.
 
     Two callbacks, not one with ``save_last=True``: since Lightning 2.6 a monitored ModelCheckpoint writes its
     ``last.ckpt`` only in epochs where the top-k checkpoint was saved too, so after a final epoch that did not
-    improve the validation loss ``last.ckpt`` held an older epoch's weights."""
-    last = ModelCheckpoint(dirpath=directory, filename=Path(LAST_CHECKPOINT).stem, monitor=None, save_top_k=1,
+    improve the validation loss ``last.ckpt`` held an older epoch's weights. Both are
+    :class:`RelocatableCheckpoint`: a run directory can be moved between a kill and ``--resume``."""
+    last = RelocatableCheckpoint(dirpath=directory, filename=Path(LAST_CHECKPOINT).stem, monitor=None, save_top_k=1,
                            every_n_epochs=1, save_last=False, enable_version_counter=False)
     if not has_val:
         return last, None
-    best = ModelCheckpoint(dirpath=directory, filename=Path(BEST_CHECKPOINT).stem, monitor="val_loss", mode="min",
+    best = RelocatableCheckpoint(dirpath=directory, filename=Path(BEST_CHECKPOINT).stem, monitor="val_loss", mode="min",
                            save_top_k=1, every_n_epochs=1, save_last=False, enable_version_counter=False)
     return last, best
 
