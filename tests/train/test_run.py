@@ -65,3 +65,35 @@ def test_resume_of_an_interrupted_run_reads_its_own_config_and_checkpoint(tmp_pa
         result = train(resume=tmp_path / "run", progress=False)
     assert seen == {"head": "icv", "checkpoint": str(RunDir(tmp_path / "run").last_checkpoint)}
     assert result.metrics == {"accuracy": 1.0} and RunIndex(tmp_path).get("run").status == "finished"
+
+
+def test_eval_refuses_an_unfinished_run_and_list_shows_no_numbers_beside_it(tmp_path, capsys):
+    """Issue 17, item 4: an interrupted run's checkpoint holds partial weights; `featspace eval` must not
+    write metrics from them, and `featspace list runs` must not show an accuracy beside "interrupted"."""
+    from featspace.cli import main
+    from featspace.train import evaluate_run
+
+    with _fit_that(KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(), run_dir=tmp_path / "stopped", progress=False)
+    RunIndex(tmp_path).update_metrics("stopped", {"accuracy": 0.123})  # as an older `eval` left it
+    with pytest.raises(ValueError, match="stopped is interrupted, not finished: resume it"):
+        evaluate_run(tmp_path / "stopped")
+    assert RunDir(tmp_path / "stopped").read_metrics() is None
+    assert main(["eval", str(tmp_path / "stopped")]) == 2
+    assert main(["list", "runs", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "interrupted" in out.out and "0.1230" not in out.out
+    assert out.err.strip().count("\n") == 0 and "not finished" in out.err
+
+
+def test_report_on_run_directories_leaves_out_runs_the_index_calls_unfinished(tmp_path):
+    from featspace.report.build import collect_report
+
+    with _fit_that({"accuracy": 0.9}):
+        train(TrainConfig(head="softmax"), run_dir=tmp_path / "done", progress=False)
+    with _fit_that(KeyboardInterrupt()), pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(head="icv"), run_dir=tmp_path / "stopped", progress=False)
+    RunDir(tmp_path / "stopped").write_metrics({"accuracy": 0.1})  # a metrics.json alone proves nothing
+    report, _ = collect_report([tmp_path / "done", tmp_path / "stopped"], out_dir=tmp_path / "report")
+    assert [run.id for run in report.runs] == ["done"]
+    assert any("stopped is interrupted in its index; left out" in w for w in report.warnings)

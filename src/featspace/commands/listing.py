@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if what in ("recipes", "all"):
         _print_named("recipes", [(n, config.describe_recipe(n)) for n in config.recipe_names()])
     if what == "runs":
-        rows = [{"id": r.id, "status": r.status, "head": r.head, "dataset": r.dataset, "seed": r.seed, **r.metrics}
-                for r in RunIndex(args.root).query()]
+        # metrics only beside finished runs: an unfinished run's numbers are not its results
+        rows = [{"id": r.id, "status": r.status, "head": r.head, "dataset": r.dataset, "seed": r.seed,
+                 **(r.metrics if r.status == "finished" else {})} for r in RunIndex(args.root).query()]
         columns = [("status", "status", "{}"), ("head", "head", "{}"), ("dataset", "dataset", "{}"),
                    ("seed", "seed", "{}"), ("accuracy", "acc", "{:.4f}")]
         print(format_table(rows, columns, first="id") if rows else f"no runs indexed under {args.root}")

@@ -153,15 +153,19 @@ def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundi
 
 
 def evaluate_run(run_dir: str | Path) -> dict[str, float]:
-    """Re-evaluate a run from its config and checkpoint (``featspace eval RUN_DIR``); returns the metrics. The
-    facts of the fit and the few-shot numbers in metrics.json are kept, as this cannot recompute them."""
+    """Re-evaluate a finished run from its config and checkpoint (``featspace eval RUN_DIR``); returns the
+    metrics. The facts of the fit and the few-shot numbers in metrics.json are kept, as this cannot recompute
+    them. A run its index records as running, interrupted or failed is refused (ValueError)."""
     rundir = RunDir(run_dir)
+    record = RunIndex(rundir.path.parent).get(rundir.name) if RunIndex.exists(rundir.path.parent) else None
+    if record is not None and record.status != "finished":
+        # its checkpoint holds the weights of an unfinished fit: metrics from them would look like the run's
+        raise ValueError(f"run {rundir.name} is {record.status}, not finished: resume it with "
+                         f"`featspace train --resume {rundir.path}` before evaluating it")
     module, datamodule, _ = load_trained(rundir.path)
     previous = {k: v for k, v in (rundir.read_metrics() or {}).items()
                 if k in TRAINING_KEYS or k.startswith("fewshot_")}
     metrics = evaluate_and_save(module, datamodule, module.config, rundir, previous)
-    if RunIndex.exists(rundir.path.parent):
-        index = RunIndex(rundir.path.parent)
-        if index.get(rundir.name) is not None:
-            index.update_metrics(rundir.name, metrics)
+    if record is not None:
+        RunIndex(rundir.path.parent).update_metrics(rundir.name, metrics)
     return metrics
