@@ -82,3 +82,31 @@ def test_lr_schedule_warmup_multistep_and_cosine():
     cosine = TrainConfig(schedule="cosine", max_epochs=2)
     assert lr_factor(0, config=cosine, steps_per_epoch=10, total_steps=20) == pytest.approx(1.0)
     assert lr_factor(20, config=cosine, steps_per_epoch=10, total_steps=20) == pytest.approx(0.0)
+
+
+BILLION_LAUGHS = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]"]
+                           + [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)]
+                           + ["notes: *i"])
+
+
+def test_a_recipe_of_nested_aliases_is_refused_before_it_expands(tmp_path):
+    """Issue 17, item 6: a few hundred bytes of nested aliases expand to 9^9 items; the loader refuses aliases."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS, encoding="utf-8")
+    assert path.stat().st_size < 600
+    with pytest.raises(ValueError, match="aliases .* are not allowed"):
+        load_recipe(str(path))
+
+
+def test_yaml_that_is_code_or_too_large_is_one_clear_error(tmp_path, capsys):
+    from featspace.cli import main
+
+    with pytest.raises(ValueError, match="cannot read override"):
+        apply_overrides({}, ["notes=!!python/object/apply:os.system [echo hi]"])
+    big = tmp_path / "big.yaml"
+    big.write_text("notes: '" + "x" * (1 << 20) + "'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="larger than 1024 KiB"):
+        load_recipe(str(big))
+    assert main(["train", str(tmp_path / "big.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "larger than" in err

@@ -25,9 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from featspace import heads
+from featspace.io import load_yaml, read_yaml
 
 __all__ = [
     "NON_RESULT_FIELDS",
@@ -164,8 +163,9 @@ def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple
             known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
             raise ValueError(f"unknown {kind} {name!r}; shipped {kind}s: {known} (or give the path of a "
                              f"{kind} .yaml file)")
-    with open(path, encoding="utf-8") as handle:
-        values = yaml.safe_load(handle) or {}
+    if path.is_dir():
+        raise ValueError(f"{kind} {path} is a directory, not a YAML file")
+    values = read_yaml(path) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{kind} {path} must be a YAML mapping")
     return name, path, values
@@ -200,10 +200,7 @@ def parse_overrides(overrides: Iterable[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as err:
-            raise ValueError(f"override {item!r}: cannot parse {raw!r} ({err})") from None
+        value = load_yaml(raw, source=f"override {item!r}") if raw.strip() else None
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         parsed.append((key.strip(), value))

@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_open", "write_json", "write_text", "read_json"]
+import yaml
+
+__all__ = ["MAX_YAML_BYTES", "atomic_path", "atomic_open", "load_yaml", "read_json", "read_yaml", "write_json",
+           "write_text"]
 
 
 @contextmanager
@@ -58,6 +61,41 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     with atomic_open(path, "w", encoding="utf-8") as handle:
         json.dump(_jsonable(obj), handle, indent=2, sort_keys=True, allow_nan=False)
         handle.write("\n")
+
+
+#: recipes, suites and run configs are a few kilobytes; anything much larger is not one of them
+MAX_YAML_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases: featspace's YAML files never need them, and nested
+    aliases let a few hundred bytes expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases (*{event.anchor}) are not allowed here{event.start_mark}")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, *, source: str = "YAML") -> Any:
+    """Parse untrusted YAML as plain data: safe tags only (no ``!!python``), no aliases, at most
+    ``MAX_YAML_BYTES``; a ValueError naming ``source`` for anything else."""
+    if len(text.encode("utf-8", errors="replace")) > MAX_YAML_BYTES:
+        raise ValueError(f"{source} is larger than {MAX_YAML_BYTES // 1024} KiB; not a featspace YAML file")
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise ValueError(f"cannot read {source}: {detail}") from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """:func:`load_yaml` of a file, refusing oversized files before reading them."""
+    path = Path(path)
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_YAML_BYTES // 1024} KiB; not a featspace YAML file")
+    return load_yaml(path.read_text(encoding="utf-8"), source=str(path))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -323,3 +323,22 @@ def test_local_copy_wins_over_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", no_network)
     assert data.load("fashion_mnist", data_dir=tmp_path / "empty", download=True).source == str(debian)
+
+
+def test_an_idx_gzip_bomb_is_refused_from_its_header(tmp_path):
+    """Issue 17, item 6: a small .gz whose header declares a huge payload (or that inflates past what its header
+    declares) is refused without decompressing it whole."""
+    import gzip
+    import struct
+
+    declared = tmp_path / "huge-idx3-ubyte.gz"
+    declared.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", 60000, 4096, 4096)))
+    with pytest.raises(ValueError, match="declares shape .* more than the"):
+        data.read_idx(declared)
+    inflating = tmp_path / "inflating-idx1-ubyte.gz"
+    with gzip.open(inflating, "wb") as handle:  # 10 labels declared, 50 MB of zeros behind them
+        handle.write(b"\x00\x00\x08\x01" + struct.pack(">I", 10))
+        handle.write(bytes(50 << 20))
+    assert inflating.stat().st_size < 200_000
+    with pytest.raises(ValueError, match=r"holds more than 10 bytes of data; it is truncated or corrupt"):
+        data.read_idx(inflating)

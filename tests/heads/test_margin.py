@@ -305,3 +305,14 @@ def test_defaults_follow_the_documented_policy():
     assert heads.default_hparams("lsoftmax") == {"margin": 4, "softmax_weight": 0.0}
     head = heads.build("sphereface", D, C, scale=None)
     assert heads.hparams_of(head)["scale"] is None
+
+
+@pytest.mark.parametrize("name, margin", [("sphereface", 1e308), ("sphereface", 65.0), ("lsoftmax", 10**9)])
+def test_multiplicative_margins_are_bounded_instead_of_hanging(name, margin):
+    """Issue 17, item 6: m = 1e308 looped over int(m) forever; the margin is bounded at construction."""
+    with pytest.raises(ValueError, match="margin must"):
+        heads.build(name, 8, 3, margin=margin)
+    from featspace.functional import multiplicative_angular_margin
+
+    with pytest.raises(ValueError, match=r"must lie in \[1, 64\]"):
+        multiplicative_angular_margin(torch.zeros(2), 1e308)

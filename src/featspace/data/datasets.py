@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,31 +251,45 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dt
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+#: the largest IDX payload read (the MNIST family's biggest file is 47 MB): a header declaring more is refused
+#: before anything is decompressed
+MAX_IDX_BYTES = 2 << 30
+
+
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read one IDX file (the MNIST format: big-endian header, gzip or not) into a numpy array.
 
-    Raises ``ValueError`` on a bad magic number or a payload whose size disagrees with the header, which
-    is what a truncated download looks like.
+    Raises ``ValueError`` on a bad magic number, a header declaring more than ``max_bytes`` of data, or a payload
+    whose size disagrees with the header (what a truncated download looks like). The payload is read as a
+    stream, at most one byte past what the header declares, so a gzip bomb is never decompressed whole.
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: corrupt gzip stream ({err})") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or not 1 <= raw[3] <= 4:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    path = Path(path)
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
+            magic = handle.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES \
+                    or not 1 <= magic[3] <= 4:
+                raise ValueError(f"{path}: not an IDX file (bad magic number {magic.hex()})")
+            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            ndim = magic[3]
+            dims = handle.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header")
+            shape = struct.unpack(f">{ndim}I", dims)
+            expected = math.prod(shape) * dtype.itemsize
+            if expected > max_bytes:
+                raise ValueError(f"{path}: IDX header declares shape {shape} ({expected} bytes), more than the "
+                                 f"{max_bytes} bytes featspace reads; not a dataset file it can load")
+            payload = handle.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"{path}: corrupt gzip stream ({err})") from err
+    if len(payload) != expected:
+        held = f"{len(payload)}" if len(payload) <= expected else f"more than {expected}"
         raise ValueError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file holds "
-                         f"{len(raw) - header} bytes of data; it is truncated or corrupt")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+                         f"{held} bytes of data; it is truncated or corrupt")
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 _IDX_FILES = {

@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 from featspace.functional.rows import NORM_EPS, normalize_rows
 
 __all__ = [
+    "MAX_MULTIPLICATIVE_MARGIN",
     "additive_angular_margin",
     "angles",
     "combined_margin",
@@ -140,6 +141,12 @@ def _chebyshev(cos: Tensor, degree: int) -> Tensor:
     return current
 
 
+#: the largest multiplicative margin m accepted: the papers use m ≤ 4; ψ has ⌈m⌉ pieces and an integer m costs m
+#: steps of the Chebyshev recursion, so an unbounded m (1e308) would never finish, and beyond a few dozen the
+#: target logit is a staircase that carries no useful gradient anyway
+MAX_MULTIPLICATIVE_MARGIN = 64
+
+
 def multiplicative_angular_margin(cos: Tensor, margin: float) -> Tensor:
     """ψ(θ) = (−1)^k·cos(mθ) − 2k for θ ∈ [kπ/m, (k+1)π/m]: the target logit of L-Softmax and SphereFace.
 
@@ -154,8 +161,8 @@ def multiplicative_angular_margin(cos: Tensor, margin: float) -> Tensor:
     (no acos, exact gradients up to cos θ = ±1, as the L-Softmax code does); for a non-integer m through
     θ = acos(cos θ) (module docstring). Any shape in, same shape out.
     """
-    if margin < 1:
-        raise ValueError(f"multiplicative margin must be >= 1, got {margin!r}")
+    if not 1 <= margin <= MAX_MULTIPLICATIVE_MARGIN:
+        raise ValueError(f"multiplicative margin must lie in [1, {MAX_MULTIPLICATIVE_MARGIN}], got {margin!r}")
     if float(margin).is_integer():
         degree = int(margin)
         k = torch.zeros_like(cos)

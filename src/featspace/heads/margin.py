@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from featspace.functional.angular import (
+    MAX_MULTIPLICATIVE_MARGIN,
     additive_angular_margin,
     combined_margin,
     cosine_logits,
@@ -187,7 +188,7 @@ class SphereFaceHead(CosineMarginHead):
     def __init__(self, embedding_dim: int, num_classes: int, scale: float | None = 64.0, margin: float = 1.35,
                  softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, scale, scale_none_means_feature_norm=True)
-        self.margin = hparams.real("margin", margin, low=1.0)
+        self.margin = hparams.real("margin", margin, low=1.0, high=MAX_MULTIPLICATIVE_MARGIN)
         self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
@@ -214,7 +215,7 @@ class LSoftmaxHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, margin: int = 4, softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, bias=False)
-        self.margin = hparams.integer("margin", margin, low=1, hint="L-Softmax's m")
+        self.margin = hparams.integer("margin", margin, low=1, high=MAX_MULTIPLICATIVE_MARGIN, hint="L-Softmax's m")
         self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:

@@ -32,7 +32,7 @@ import numpy as np
 import yaml
 
 from featspace.config import TrainConfig
-from featspace.io import atomic_path, read_json, write_json
+from featspace.io import atomic_path, read_json, read_yaml, write_json
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -180,8 +180,7 @@ class RunDir:
         """The saved config as a plain mapping, unchecked (a report reads runs of older code versions too)."""
         if not self.config_path.is_file():
             raise FileNotFoundError(f"{self.path} is not a featspace run directory (no {CONFIG})")
-        with open(self.config_path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle) or {}
+        values = read_yaml(self.config_path) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{self.config_path} is not a mapping of config fields")
         return values
