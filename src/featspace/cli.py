@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from featspace.commands import bench, demo, evaluate, fewshot, listing, report, train
+from featspace.signals import Interrupted, handle_signals
 
 __all__ = ["build_parser", "main"]
 
@@ -36,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with handle_signals():
+            return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         print(f"featspace {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"featspace {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        # a run in progress is marked "interrupted" and resumes with --resume (a bench: run it again)
+        code = err.exit_code if isinstance(err, Interrupted) else 130
+        print(f"featspace {args.command}: {err or 'interrupted'}; the run stays resumable", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

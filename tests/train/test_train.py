@@ -99,3 +99,20 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     best_resumed = load_checkpoint(killed / "checkpoints" / "best.ckpt")
     best_straight = load_checkpoint(straight / "checkpoints" / "best.ckpt")
     assert best_resumed["epoch"] == best_straight["epoch"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_ends_train_with_its_exit_code_one_line_and_an_interrupted_run(tmp_path, signum, code):
+    """Issue 17, item 5: Lightning ended a SIGTERM'd fit with status 0 and nothing printed (a scheduler read
+    success) and a Ctrl-C with status 1; now 128 + the signal, one line, and the run resumable."""
+    run = tmp_path / "run"
+    proc, _ = start_and_wait_for_pause(_cli("train", "digits-demo", "--epochs", "3", "--run-dir", str(run),
+                                            "--no-progress", "--no-plots"),
+                                       stdout=subprocess.DEVNULL, env={**os.environ, PAUSE_ENV: "1"})
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == code
+    rest = proc.stderr.read().strip().splitlines()
+    assert rest == [f"featspace train: interrupted by {signal.Signals(signum).name}; the run stays resumable"]
+    assert RunIndex(tmp_path).get("run").status == "interrupted"
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()

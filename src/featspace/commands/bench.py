@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
@@ -50,10 +49,6 @@ def _list_suites() -> int:
     return 0
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run(args: argparse.Namespace) -> int:
     """Run (or list, or dry-run) a suite; exit code 0 when every cell has finished, 1 otherwise."""
     from featspace.bench import plan_suite, run_suite
@@ -69,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
             labels = ", ".join(f"{k}={v}" for k, v in plan.cell.labels.items())
             print(f"[{number}/{len(plans)}] {plan.cell.key}  {plan.action:<7}  {labels}, seed={plan.cell.seed}")
         return 0
-    # SIGTERM (a scheduler's kill, `kill PID`) takes the same path as Ctrl-C: the current run is marked
-    # interrupted and keeps its last checkpoint for the next invocation
-    previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    try:
-        records = run_suite(args.suite, seeds=args.seeds, overrides=args.set, root=args.root,
-                            progress=not args.quiet)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    del records
+    # SIGTERM (a scheduler's kill, `kill PID`) and Ctrl-C end here as featspace.signals.Interrupted: the current
+    # run is marked interrupted and keeps its last checkpoint for the next invocation (featspace.cli)
+    run_suite(args.suite, seeds=args.seeds, overrides=args.set, root=args.root, progress=not args.quiet)
     unfinished = [p for p in plan_suite(args.suite, seeds=args.seeds, overrides=args.set, root=args.root)
                   if p.action != "skip"]
     return 0 if not unfinished else 1

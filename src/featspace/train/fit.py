@@ -25,6 +25,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+from featspace import signals
 from featspace.config import TrainConfig
 from featspace.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir
 from featspace.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
@@ -172,7 +173,10 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
         limit_val_batches=1.0 if has_val else 0, num_sanity_val_steps=0,
     )
     started = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    except SystemExit as lightning_exit:  # Lightning's own end of a Ctrl-C or SIGTERM
+        signals.reraise_interrupt(lightning_exit)
     if trainer.interrupted:
         raise KeyboardInterrupt("training was interrupted")
     train_seconds = time.time() - started
