@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with handle_signals():
             return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
+    except ValueError as err:
         print(f"featspace {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a missing file, a full disk, a read-only directory: what and where, in one line
+        where = f": {err.filename}" if err.filename else ""
+        print(f"featspace {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
         # a run in progress is marked "interrupted" and resumes with --resume (a bench: run it again)

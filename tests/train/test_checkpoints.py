@@ -89,3 +89,27 @@ def test_a_moved_run_directory_keeps_its_best_checkpoint_on_resume(tmp_path):
     callback = trainer.checkpoint_callbacks[0]
     assert float(callback.best_model_score) == 0.0
     assert callback.best_model_path == str(tmp_path / "after" / "checkpoints" / "best.ckpt")
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_a_failed_run(tmp_path, monkeypatch, capsys):
+    """Issue 17, item 7: torch reports a full disk as "PytorchStreamWriter failed writing file"; the command
+    says what and where in one line, exits 2, leaves no partial checkpoint, and the run is "failed"."""
+    from featspace.cli import main
+    from featspace.rundir import RunIndex
+    from featspace.train import checkpoint_io
+
+    def full_disk(obj, path):
+        with open(path, "wb") as handle:
+            handle.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", full_disk)
+    code = main(["train", "digits-demo", "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--no-progress",
+                 "--no-plots", "--set", "embedding_dim=8"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.splitlines() == [f"featspace train: error: no space left on the device to write the checkpoint: "
+                                f"{tmp_path / 'run' / 'checkpoints'}/{err.rsplit('/', 1)[-1]}"]
+    assert RunIndex(tmp_path).get("run").status == "failed"
+    assert not list((tmp_path / "run" / "checkpoints").glob("*"))  # the temporary file was removed

@@ -8,6 +8,7 @@ checkpoints are data other people made (``shared/DESIGN.md``, Safety).
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO whose saves are atomic and whose loads are ``weights_only``."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        with atomic_path(Path(path), suffix=".tmp") as tmp:
-            torch.save(checkpoint, tmp)
+        try:
+            with atomic_path(Path(path), suffix=".tmp") as tmp:
+                torch.save(checkpoint, tmp)
+        except (OSError, RuntimeError) as err:
+            if _disk_full(err):
+                raise OSError(errno.ENOSPC, "no space left on the device to write the checkpoint",
+                              str(path)) from None
+            raise
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
         return load_checkpoint(path, map_location=map_location)
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether a failed write ran out of space; torch reports it as "PytorchStreamWriter failed writing file
+    ...: file write failed", not as an OSError."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(err, RuntimeError) and ("write failed" in str(err) or "No space left" in str(err))
 
 
 def load_checkpoint(path: str | Path, map_location: Any | None = "cpu") -> dict[str, Any]:

@@ -96,6 +96,15 @@ def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Pat
     return _Run(config, rundir, None, index)
 
 
+def _mark(index: RunIndex, run_id: str, status: str, why: str) -> None:
+    """Record how a run ended without hiding why it ended: if the index cannot be written either (the disk that
+    stopped the checkpoint is full), the row keeps "running" with a dead pid, which reads as "interrupted"."""
+    try:
+        index.mark(run_id, status, why)
+    except Exception:  # noqa: BLE001 (the run's own error is the one to report)
+        pass
+
+
 def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
           run_dir: str | Path | None = None, suite: str | None = None, cell: str | None = None,
           progress: bool = True) -> RunResult:
@@ -116,11 +125,11 @@ def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT,
         return RunResult(rundir.name, rundir.path, {})
     try:
         metrics = fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=progress)
-    except (KeyboardInterrupt, SystemExit):
-        run.index.mark(rundir.name, "interrupted", "interrupted by the user or a signal")
+    except (KeyboardInterrupt, SystemExit) as err:
+        _mark(run.index, rundir.name, "interrupted", str(err) or "interrupted by the user or a signal")
         raise
     except BaseException as err:
-        run.index.mark(rundir.name, "failed", f"{type(err).__name__}: {err}")
+        _mark(run.index, rundir.name, "failed", f"{type(err).__name__}: {err}")
         raise
     run.index.finish(rundir.name, metrics or {})
     return RunResult(rundir.name, rundir.path, metrics or {})
