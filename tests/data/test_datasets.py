@@ -112,6 +112,7 @@ def test_fashion_mnist_from_gzipped_idx_as_debian_installs_them(tmp_path, monkey
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     arrays = formats.write_mnist(debian, n_train=12, n_test=6, gz=True)
     monkeypatch.setattr(fds, "DEBIAN_FASHION_MNIST_DIR", debian)
+    (tmp_path / "empty").mkdir()  # a data_dir that exists but holds no copy: Debian's is found
     bundle = data.load("fashion_mnist", data_dir=tmp_path / "empty")
     check_bundle(bundle, 12, 6, 1, 28, 10)
     assert torch.equal(bundle.train_images[:, 0], torch.from_numpy(arrays["train-images-idx3-ubyte"]))
@@ -342,3 +343,12 @@ def test_an_idx_gzip_bomb_is_refused_from_its_header(tmp_path):
     assert inflating.stat().st_size < 200_000
     with pytest.raises(ValueError, match=r"holds more than 10 bytes of data; it is truncated or corrupt"):
         data.read_idx(inflating)
+
+
+def test_an_explicit_data_dir_that_does_not_exist_is_an_error_not_a_fallback(tmp_path):
+    """Issue 17, item 10: a mistyped --data-dir silently used Debian's Fashion-MNIST while config.yaml recorded
+    the typo."""
+    with pytest.raises(data.DatasetNotFoundError, match="does not exist"):
+        data.load("fashion_mnist", data_dir=tmp_path / "typo")
+    with pytest.raises(data.DatasetNotFoundError, match="does not exist"):
+        data.load("digits", data_dir=tmp_path / "typo")

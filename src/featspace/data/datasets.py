@@ -140,7 +140,8 @@ def load(
         ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
     image_size: ``imagefolder`` only: the side every image is resized to (default 32).
 
-    Raises :class:`DatasetNotFoundError` when the files are missing or corrupt, ``ValueError`` for an
+    Raises :class:`DatasetNotFoundError` when the files are missing or corrupt or an explicit ``data_dir`` does
+    not exist (it never falls back on another copy), ``ValueError`` for an
     unknown name or an option the dataset does not take.
     """
     entry = DATASETS.entry(name)
@@ -152,6 +153,9 @@ def load(
     if data_dir is None and entry.extras.get("needs_data_dir"):
         raise ValueError(f"{name} needs data_dir: {entry.extras['needs_data_dir']}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if data_dir is not None and not download and not root.is_dir():
+        # an explicit directory that is not there is a typo, never a reason to fall back on another copy
+        raise DatasetNotFoundError(f"data_dir {root} for {name!r} does not exist (or is not a directory)")
     kwargs: dict[str, object] = {}
     if "download" in options:
         kwargs["download"] = download
