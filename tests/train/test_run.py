@@ -97,3 +97,21 @@ def test_report_on_run_directories_leaves_out_runs_the_index_calls_unfinished(tm
     report, _ = collect_report([tmp_path / "done", tmp_path / "stopped"], out_dir=tmp_path / "report")
     assert [run.id for run in report.runs] == ["done"]
     assert any("stopped is interrupted in its index; left out" in w for w in report.warnings)
+
+
+def test_resume_refuses_overrides_and_finished_runs(tmp_path, capsys):
+    """Issue 17, item 8: `--resume RUN --epochs 3 --head arcface --set lr=0.1` ignored every override, and
+    resuming a finished run rewrote its train_seconds."""
+    from featspace.cli import main
+
+    with _fit_that({"accuracy": 0.9, "train_seconds": 0.68}):
+        train(TrainConfig(), run_dir=tmp_path / "done", progress=False)
+    code = main(["train", "--resume", str(tmp_path / "done"), "--epochs", "3", "--head", "arcface",
+                 "--set", "lr=0.1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "--head, --epochs, --set would change it" in err
+    with pytest.raises(ValueError, match="has finished; there is nothing to resume"):
+        train(resume=tmp_path / "done", progress=False)
+    assert RunDir(tmp_path / "done").read_metrics()["train_seconds"] == 0.68
+    assert RunIndex(tmp_path).get("done").status == "finished"

@@ -71,10 +71,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return load_recipe(args.recipe, overrides)
 
 
+def _refuse_overrides_on_resume(args: argparse.Namespace) -> None:
+    """A resumed run continues with its own config (its checkpoint was made with it); an option that would change
+    the config is an error, never silently ignored."""
+    given = [f"--{name.replace('_', '-')}" for name in _FIELDS if getattr(args, name, None) is not None]
+    given += [flag for flag, value in (("RECIPE", args.recipe), ("--epochs", args.epochs), ("--set", args.set),
+                                       ("--download", args.download), ("--run-dir", args.run_dir)) if value]
+    if given:
+        raise ValueError(f"--resume continues a run with the config it was started with; {', '.join(given)} "
+                         "would change it: start a new run instead")
+
+
 def run(args: argparse.Namespace) -> int:
     from featspace.train import train
 
     if args.resume:
+        _refuse_overrides_on_resume(args)
         result = train(resume=args.resume, progress=not args.no_progress)
     else:
         result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)

@@ -73,6 +73,8 @@ def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Pat
         elif record.status == "running":  # the index reports a dead owner as "interrupted"
             raise ValueError(f"{rundir.path} is still being trained (pid {record.pid} on {record.host}); "
                              "wait for it or stop it before resuming")
+        elif record.status == "finished":  # resuming would only rewrite its training facts
+            raise ValueError(f"{rundir.path} has finished; there is nothing to resume")
         index.resume(rundir.name)
         return _Run(config, rundir, checkpoint, index)
 
