@@ -110,3 +110,21 @@ def test_yaml_that_is_code_or_too_large_is_one_clear_error(tmp_path, capsys):
     assert main(["train", str(tmp_path / "big.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "larger than" in err
+
+
+def test_result_files_follow_the_umask_and_are_synced(tmp_path):
+    """Issue 17, item 14: atomic writes made every result file 0600 whatever the umask."""
+    import os
+
+    from featspace.io import atomic_path, write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+        with atomic_path(tmp_path / "x.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "x.bin"]

@@ -32,14 +32,44 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
                                dir=target.parent)
+    # mkstemp makes the file 0600; a result file gets the mode any other new file would (0666 less the umask)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)  # the bytes are on disk before the name points at them: a crash leaves old or new
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux); elsewhere by setting
+    and restoring it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # a writer that replaced the temporary file itself: nothing of ours to flush
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -47,8 +77,6 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     """``open`` for writing, atomically: the file appears at ``path`` only once closed without error."""
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
         yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -243,3 +243,14 @@ def test_fewshot_ci_shows_for_single_runs_and_std_over_seeds(tmp_path):
     assert "55.00 ± 0.50" in paths.markdown.read_text() and "55.00 ± 0.50" in paths.html.read_text()
     # a metric without a CI key is untouched: a single run shows its mean alone
     assert math.isnan(Stat(1.0, n=1).ci)
+
+
+def test_csv_text_cells_cannot_become_spreadsheet_formulas():
+    """Issue 17, item 14: run names and labels went raw into CSV."""
+    from featspace.report.tables import Run, csv_text, runs_to_csv
+
+    assert csv_text("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")" and csv_text("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_text("+1") == "'+1" and csv_text("-cmd") == "'-cmd" and csv_text("ICV λ=1") == "ICV λ=1"
+    text = runs_to_csv([Run(id="=evil()", group="g", seed=0, label_sets=[{"head": "+x"}], config={},
+                            metrics={"accuracy": -0.5})], ["head"])
+    assert text.splitlines()[1] == "'=evil(),g,'+x,0,-0.5,"

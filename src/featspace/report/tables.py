@@ -66,6 +66,7 @@ __all__ = [
     "parse_where",
     "parse_paper_value",
     "build_table",
+    "csv_text",
     "rank_column",
     "format_stat",
     "table_to_markdown",
@@ -493,20 +494,33 @@ def table_to_markdown(table: Table) -> str:
     return "\n".join(out) + "\n"
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: object) -> str:
+    """A text cell for CSV that a spreadsheet shows as text: one starting with ``= + - @`` (or a tab or carriage
+    return) would be run as a formula, so it gets a leading apostrophe, as OWASP advises. Numbers are written
+    separately (``repr``), so a negative mean stays a number."""
+    text = str(value)
+    return f"'{text}" if text.startswith(_FORMULA_START) else text
+
+
 def tables_to_csv(tables: list[Table]) -> str:
     """Every cell of every table in long form: table, row, column, metric, source, mean, std, n, ci95 (the mean
     of the runs' own 95% CI half-widths, for metrics with a ``ci_key``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["table", "row", "column", "metric", "metric_name", "source", "mean", "std", "n", "ci95"])
+    # names, labels and titles come from suites and runs other people made: csv_text keeps them text
     for table in tables:
         for r in range(len(table.row_labels)):
             for c, column in enumerate(table.columns):
                 stat = table.cells[r][c]
                 if stat is None:
                     continue
-                writer.writerow([table.title, table.row_name(r), " / ".join(x for x in column.labels if x),
-                                 column.metric.key, column.metric.name, column.source, repr(stat.mean),
+                writer.writerow([*map(csv_text, (table.title, table.row_name(r),
+                                                 " / ".join(x for x in column.labels if x), column.metric.key,
+                                                 column.metric.name, column.source)), repr(stat.mean),
                                  "" if math.isnan(stat.std) else repr(stat.std), "" if stat.n is None else stat.n,
                                  "" if math.isnan(stat.ci) else repr(stat.ci)])
     return buffer.getvalue()
@@ -517,10 +531,10 @@ def runs_to_csv(runs: list[Run], axes: list[str]) -> str:
     keys = sorted({k for run in runs for k, v in run.metrics.items() if _finite(v) is not None})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["run_id", "group", *axes, "seed", *keys, "path"])
+    writer.writerow(map(csv_text, ["run_id", "group", *axes, "seed", *keys, "path"]))
     for run in runs:
         labels = run.label_sets[0] if run.label_sets else {}
-        writer.writerow([run.id, run.group, *[labels.get(a, "") for a in axes], run.seed,
-                         *[repr(float(run.metrics[k])) if _finite(run.metrics.get(k)) is not None else ""
-                           for k in keys], Path(run.path).name if run.path else ""])
+        writer.writerow([csv_text(run.id), csv_text(run.group), *[csv_text(labels.get(a, "")) for a in axes],
+                         run.seed, *[repr(float(run.metrics[k])) if _finite(run.metrics.get(k)) is not None else ""
+                                     for k in keys], csv_text(Path(run.path).name) if run.path else ""])
     return buffer.getvalue()
