@@ -48,7 +48,20 @@ def test_overrides_do_not_mutate_the_input():
 @pytest.mark.parametrize("override, match", [
     ("no_such_field=1", "unknown config field"),
     ("optimizer=rmsprop", "optimizer"),
-    ("lr=-1", "lr must be"),
+    ("lr=-1", "lr must"),
+    ("lr=.inf", "lr must be a finite real number"),
+    ("weight_decay=-1", "weight_decay must lie in"),
+    ("gradient_clip=-1", "gradient_clip must lie in"),
+    ("milestones=[30, -1]", "milestones must be an int >= 0"),
+    ("augment=notabool", "augment must be a bool"),
+    ("tsne=maybe", "tsne must be a bool"),
+    ("momentum=abc", "momentum must be a finite real number"),
+    ("val_fraction=", "val_fraction must be a finite real number"),
+    ("data_dir=[1]", "data_dir must be a non-empty string"),
+    ("devices=0", "devices must be a count"),
+    ("devices=abc", "devices must be a count"),
+    ("precision=fp8", "precision must be one of"),
+    ("head_params=[1]", "head_params must be a mapping"),
     ("batch_size=0", "batch_size"),
     ("val_fraction=1.5", "val_fraction"),
     ("novalue", "key=value"),
@@ -128,3 +141,15 @@ def test_result_files_follow_the_umask_and_are_synced(tmp_path):
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "x.bin"]
+
+
+def test_every_config_field_has_a_check():
+    """Issue 17, item 9: every field's type and range is validated in one place."""
+    import dataclasses
+
+    from featspace.config import _FIELD_CHECKS
+
+    assert set(_FIELD_CHECKS) == {f.name for f in dataclasses.fields(TrainConfig)}
+    TrainConfig().validate()
+    for name in ("devices=2", "devices=auto", "devices=-1", "devices=0,1", "precision=bf16-mixed", "lr=1"):
+        load_recipe("digits-demo", [name])

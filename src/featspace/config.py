@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from featspace import heads
+from featspace.heads import hparams
 from featspace.io import load_yaml, read_yaml
 
 __all__ = [
@@ -110,32 +111,97 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """Raise ValueError for values no run could use (type and range checks)."""
-        if self.optimizer not in ("adam", "sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("none", "multistep", "cosine"):
-            raise ValueError(f"schedule must be 'none', 'multistep' or 'cosine', got {self.schedule!r}")
-        for name in ("lr", "gamma"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        for name in ("batch_size",):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("max_epochs", "max_steps", "early_stopping_patience", "warmup_epochs", "num_workers",
-                     "episode_ways", "episode_shots"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {getattr(self, name)!r}")
+        """Raise ValueError naming the field for any value no run could use: every field's type and range is
+        checked here, in one place, with the wording of the head hyperparameters (``featspace.heads.hparams``),
+        so a typo fails before anything is loaded (``augment=notabool``, ``lr=.inf``, ``weight_decay=-1``)."""
+        for name, check in _FIELD_CHECKS.items():
+            check(name, getattr(self, name))
         if self.max_epochs == 0 and self.max_steps == 0:
             raise ValueError("one of max_epochs or max_steps must be positive")
-        if not 0.0 <= float(self.val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
-        for name in ("head_params", "backbone_params"):
-            if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
-        if self.embedding_dim is not None and (not isinstance(self.embedding_dim, int) or self.embedding_dim < 1):
-            raise ValueError(f"embedding_dim must be a positive int or null, got {self.embedding_dim!r}")
-        if not isinstance(self.milestones, list) or not all(isinstance(m, int) for m in self.milestones):
-            raise ValueError(f"milestones must be a list of ints, got {self.milestones!r}")
+
+
+def _text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _optional_text(name: str, value: object) -> None:
+    if value is not None:
+        _text(name, value)
+
+
+def _free_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, got {value!r}")
+
+
+def _mapping(name: str, value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"{name} must be a mapping of names to values, got {value!r}")
+
+
+def _milestones(name: str, value: object) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of non-negative ints, got {value!r}")
+    for milestone in value:
+        hparams.integer(name, milestone, low=0, hint="each milestone")
+
+
+def _devices(name: str, value: object) -> None:
+    # what Lightning accepts: a count >= 1, -1 (all), "auto", or a list of device indices "0,1"
+    if isinstance(value, str):
+        text = value.strip()
+        ok = text in ("auto", "-1") or (text.isdigit() and int(text) >= 1) or (
+            "," in text and all(part.strip().isdigit() for part in text.split(",") if part.strip()))
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1)
+    if not ok:
+        raise ValueError(f"{name} must be a count >= 1, -1 (all), 'auto' or device indices like '0,1', "
+                         f"got {value!r}")
+
+
+def _optional_positive_int(name: str, value: object) -> None:
+    if value is not None:
+        hparams.integer(name, value, low=1, hint="or null")
+
+
+def _booleans(*names: str) -> dict[str, Any]:
+    return {n: hparams.boolean for n in names}
+
+
+def _non_negative_ints(*names: str) -> dict[str, Any]:
+    return {n: lambda name, value: hparams.integer(name, value, low=0) for n in names}
+
+
+#: the precisions Lightning's Trainer takes
+_PRECISIONS = ("32-true", "32", 32, "64-true", "64", 64, "bf16-mixed", "bf16", "16-mixed", "16", 16, "bf16-true",
+               "16-true", "transformer-engine")
+
+#: field -> check(name, value) raising ValueError; every field of TrainConfig has one (tests/test_config.py)
+_FIELD_CHECKS: dict[str, Any] = {
+    "dataset": _text, "data_dir": _optional_text, "backbone": _text, "head": _text, "recipe": _optional_text,
+    "accelerator": _text, "strategy": _text, "notes": _free_text,
+    "backbone_params": _mapping, "head_params": _mapping,
+    "embedding_dim": _optional_positive_int,
+    "optimizer": lambda name, value: hparams.choice(name, value, ("adam", "adamw", "sgd")),
+    "schedule": lambda name, value: hparams.choice(name, value, ("none", "multistep", "cosine")),
+    "precision": lambda name, value: hparams.choice(name, value, _PRECISIONS),
+    "lr": lambda name, value: hparams.real(name, value, low=0.0, low_open=True),
+    "gamma": lambda name, value: hparams.real(name, value, low=0.0, low_open=True),
+    "momentum": lambda name, value: hparams.real(name, value, low=0.0, high=1.0),
+    "weight_decay": lambda name, value: hparams.real(name, value, low=0.0),
+    "gradient_clip": lambda name, value: hparams.real(name, value, low=0.0, hint="0 = off"),
+    "val_fraction": lambda name, value: hparams.real(name, value, low=0.0, high=1.0, high_open=True),
+    "batch_size": lambda name, value: hparams.integer(name, value, low=1),
+    "num_nodes": lambda name, value: hparams.integer(name, value, low=1),
+    "eval_max_samples": lambda name, value: hparams.integer(name, value, low=2),
+    "seed": lambda name, value: hparams.integer(name, value),
+    "milestones": _milestones,
+    "devices": _devices,
+    **_booleans("download", "nesterov", "head_weight_decay", "augment", "deterministic", "sync_batchnorm", "tsne"),
+    **_non_negative_ints("warmup_epochs", "episode_ways", "episode_shots", "max_epochs", "max_steps",
+                         "early_stopping_patience", "num_workers"),
+}
 
 
 _SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from featspace import heads
@@ -57,3 +58,11 @@ def test_softmax_matches_eq1():
 
 def test_bce_matches_eq2():
     _compare("bce", reference_bce)
+
+
+@pytest.mark.parametrize("name", ["softmax", "bce"])
+@pytest.mark.parametrize("bias", ["False", "abc", float("nan"), [1.0], 0])
+def test_bias_must_be_a_real_bool(name, bias):
+    """Issue 17, item 9: bias='False' turned the bias on (a non-empty string is truthy)."""
+    with pytest.raises(ValueError, match="bias must be a bool"):
+        heads.build(name, 4, 3, bias=bias)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from featspace.heads import hparams
 from featspace.heads.base import Head, HeadOutput, register_head, upcast_half
 
 __all__ = ["SoftmaxHead", "BCEHead", "LinearClassifier"]
@@ -25,7 +26,7 @@ class LinearClassifier(Head):
     def __init__(self, embedding_dim: int, num_classes: int, bias: bool = True) -> None:
         super().__init__(embedding_dim, num_classes)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
-        if bias:
+        if hparams.boolean("bias", bias):  # the string 'False' is truthy: only a real bool is accepted
             self.bias = nn.Parameter(torch.empty(num_classes))
         else:
             self.register_parameter("bias", None)
