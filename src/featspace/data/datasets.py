@@ -56,6 +56,10 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATA_DIR_ENV = "FEATSPACE_DATA_DIR"
 
 
+class UnsafeImageError(ValueError):
+    """An image file that PIL refuses to decode (a decompression bomb)."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset is missing, incomplete or corrupt. The message says what was looked for, where, and how
     to get it; the original loader error, if any, is chained as ``__cause__``."""
@@ -569,8 +573,11 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
     def rgb_loader(path: str) -> object:
         from PIL import Image
 
-        with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+        try:
+            with open(path, "rb") as f:
+                return Image.open(f).convert("RGB")
+        except Image.DecompressionBombError as err:  # PIL's guard against a few KB that decode to gigabytes
+            raise UnsafeImageError(f"{path}: {err}") from None
 
     try:
         train = datasets.ImageFolder(str(train_dir), transform=transform, loader=rgb_loader)
@@ -586,6 +593,8 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
 
         test = _TrainIndexed(str(test_dir), transform=transform, loader=rgb_loader)
         splits = [_stack_folder(train), _stack_folder(test)]
+    except UnsafeImageError:  # not a missing dataset: a file to look at, named in one line
+        raise
     except (OSError, ValueError, RuntimeError) as err:  # no images, unreadable file, unknown class, ...
         cause = f"{type(err).__name__}: {err}"
         raise not_found_error("imagefolder", looked_for, [train_dir, test_dir], how, cause) from err

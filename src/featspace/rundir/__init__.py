@@ -4,7 +4,16 @@ Training writes runs through it; benches, reports and the commands read them thr
 run directory's files.
 """
 
-from featspace.rundir.index import DEFAULT_ROOT, INDEX_FILE, STATUSES, RunIndex, RunRecord, code_version, new_run_dir
+from featspace.rundir.index import (
+    DEFAULT_ROOT,
+    INDEX_FILE,
+    STATUSES,
+    RunIndex,
+    RunIndexError,
+    RunRecord,
+    code_version,
+    new_run_dir,
+)
 from featspace.rundir.layout import (
     BEST_CHECKPOINT,
     CENTROID_HISTORY,
@@ -39,6 +48,7 @@ __all__ = [
     "RunDir",
     "RunDirTaken",
     "RunIndex",
+    "RunIndexError",
     "RunRecord",
     "code_version",
     "new_run_dir",

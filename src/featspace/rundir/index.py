@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunIndex", "RunRecord", "new_run_dir", "code_version", "DEFAULT_ROOT", "INDEX_FILE", "STATUSES"]
+__all__ = ["DEFAULT_ROOT", "INDEX_FILE", "STATUSES", "RunIndex", "RunIndexError", "RunRecord", "code_version",
+           "new_run_dir"]
 
 DEFAULT_ROOT = Path("runs")
 INDEX_FILE = "index.sqlite"
@@ -122,6 +123,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class RunIndexError(ValueError):
+    """The index file cannot be read or written (a one-line error for the commands)."""
+
+
 class RunIndex:
     """The SQLite index of runs under a root directory (``<root>/index.sqlite``)."""
 
@@ -140,11 +145,17 @@ class RunIndex:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # one short transaction per call: several processes (a bench, a report) may use the index at once
-        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as err:
+            raise RunIndexError(f"cannot open the run index {self.path}: {err}") from None
         try:
             db.execute("PRAGMA busy_timeout = 30000")
             with db:
                 yield db
+        except sqlite3.Error as err:  # corrupt, truncated, another schema, locked past the timeout, read-only
+            raise RunIndexError(f"cannot use the run index {self.path}: {err} (move it aside to start a new "
+                                "one; the run directories themselves are intact)") from None
         finally:
             db.close()
 

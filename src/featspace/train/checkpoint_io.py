@@ -9,6 +9,8 @@ checkpoints are data other people made (``shared/DESIGN.md``, Safety).
 from __future__ import annotations
 
 import errno
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,20 @@ def load_checkpoint(path: str | Path, map_location: Any | None = "cpu") -> dict[
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"checkpoint {path} is empty (an interrupted copy?)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, or one holding pickled code
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        with warnings.catch_warnings():  # torch's pickle-protocol notices are noise beside the error below
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):  # torch refused anything but tensors and plain data
+            raise ValueError(f"checkpoint {path} is not a featspace checkpoint: it holds something other than "
+                             "tensors and plain data (random bytes, another format, or code), so it was not "
+                             "loaded") from None
+        raise ValueError(f"checkpoint {path} is not a readable torch checkpoint (UnpicklingError: "
+                         f"{' '.join(str(err).split())[:160]})") from None
+    except Exception as err:  # truncated, random bytes, another format
+        first = " ".join(str(err).split())[:160]
+        raise ValueError(f"checkpoint {path} is not a readable torch checkpoint ({type(err).__name__}: "
+                         f"{first})") from None

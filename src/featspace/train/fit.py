@@ -138,6 +138,9 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
     """Train one run in ``rundir`` (from ``checkpoint`` when resuming); None on a DDP process of rank > 0."""
     global _fits_started
     _fits_started += 1
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"accelerator {config.accelerator!r} needs CUDA, which this machine does not have "
+                         "(use --accelerator cpu or auto)")
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule, backbone, head = build_parts(config)
     datamodule.setup("fit")

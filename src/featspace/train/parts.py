@@ -39,6 +39,13 @@ def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
     datamodule, backbone, head = build_parts(config)
     datamodule.setup("fit")
     module = FeatureModule(backbone, head, config, steps_per_epoch=1)
-    module.load_state_dict(state["state_dict"])
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise ValueError(f"checkpoint {chosen} holds no state_dict; it is not a featspace checkpoint")
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as err:  # missing / unexpected keys or shapes: another config's weights
+        first = " ".join(str(err).split())[:300]
+        raise ValueError(f"checkpoint {chosen} does not fit the run's config.yaml ({first})") from None
     module.on_load_checkpoint(state)
     return module, datamodule, chosen
