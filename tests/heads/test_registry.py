@@ -253,3 +253,19 @@ def test_class_weights_use_linear_layout(name):
     weight = getattr(head, "weight", None)
     if isinstance(weight, torch.Tensor):
         assert weight.shape == (C, D), "class weights must be [num_classes, embedding_dim]"
+
+
+@pytest.mark.parametrize("name", heads.names())
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_one_dtype_rule_embeddings_take_the_heads_dtype_outside_autocast(name, dtype):
+    """Issue 17, item 12: 14 float32 heads raised "mat1 and mat2 must have the same dtype" for fp16/bf16/fp64
+    embeddings while 7 upcast. Every head now computes in its own dtype (Head.as_head_dtype)."""
+    head = make(name)
+    x, y = batch()
+    torch.manual_seed(0)
+    reference = make(name)(x.to(dtype).float(), y)
+    torch.manual_seed(0)
+    out = head(x.to(dtype), y)
+    assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.float32
+    torch.testing.assert_close(out.loss, reference.loss)
+    assert head.predict(x.to(dtype)).dtype == torch.float32

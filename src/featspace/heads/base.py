@@ -18,6 +18,7 @@ Heads register themselves with ``@register_head("name")`` in :data:`HEADS` (a ``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
@@ -84,13 +85,25 @@ class Head(nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:  # noqa: D102
         if self.validate_inputs:
             self.check_inputs(embeddings, labels)
-        return self.compute(embeddings, labels)
+        return self.compute(self.as_head_dtype(embeddings), labels)
 
     def predict(self, embeddings: Tensor) -> Tensor:
         """Scores [B, C] for unlabelled embeddings [B, d]; argmax is the prediction."""
         if self.validate_inputs:
             self.check_inputs(embeddings)
-        return self.scores(embeddings)
+        return self.scores(self.as_head_dtype(embeddings))
+
+    def as_head_dtype(self, embeddings: Tensor) -> Tensor:
+        """The one dtype rule of every head: outside autocast, floating embeddings of another dtype are cast to
+        the head's own (that of its floating parameters and buffers), so a float32 head takes fp16, bf16 or
+        float64 embeddings and computes in float32, and a float64 head computes in float64. Under autocast they
+        are left as they come (autocast chooses, and heads upcast half precision where they must)."""
+        if not embeddings.is_floating_point() or torch.is_autocast_enabled(embeddings.device.type):
+            return embeddings
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            if tensor.is_floating_point():
+                return embeddings if embeddings.dtype == tensor.dtype else embeddings.to(tensor.dtype)
+        return embeddings
 
     def start_epoch(self, epoch: int) -> None:
         """Called by the training loop before epoch ``epoch`` (1-based). Default: nothing."""
