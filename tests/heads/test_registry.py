@@ -269,3 +269,45 @@ def test_one_dtype_rule_embeddings_take_the_heads_dtype_outside_autocast(name, d
     assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.float32
     torch.testing.assert_close(out.loss, reference.loss)
     assert head.predict(x.to(dtype)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", heads.names())
+def test_finite_inputs_give_finite_losses_or_a_clear_error(name):
+    """Issue 17, item 11: embeddings x1e19 gave NaN in nca, proto, directsum and inf in center, icv, lsoftmax.
+    Embeddings are accepted up to a bound where every head's loss and gradients stay finite, and refused above
+    it with a ValueError that says so."""
+    from featspace.heads.base import max_embedding_magnitude
+
+    head = make(name)
+    x, y = batch()
+    with pytest.raises(ValueError, match="where squared distances and weighted losses overflow"):
+        head(x * 1e19, y)
+    large = (x / x.abs().max() * 0.9 * max_embedding_magnitude(torch.float32, D)).requires_grad_()
+    out = head(large, y)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(out.logits).all(), name
+    assert torch.isfinite(large.grad).all() and all(torch.isfinite(p.grad).all() for p in head.parameters()
+                                                   if p.grad is not None), name
+    assert torch.isfinite(head.predict(large.detach())).all(), name
+
+
+@pytest.mark.parametrize("name", heads.names())
+def test_scales_and_loss_weights_are_bounded_where_they_stay_finite(name):
+    """Issue 17, item 11: scale or lam = 1e308 passed validation and gave NaN/inf. They are bounded, and at the
+    bound the loss is finite."""
+    from featspace.heads import hparams
+
+    bounded = {k: v for k, v in heads.default_hparams(name).items()
+               if k in ("scale", "lam", "softmax_weight") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key in bounded:
+        with pytest.raises(ValueError, match=f"{key} must"):
+            heads.build(name, D, C, **{key: 1e308})
+        top = hparams.MAX_SCALE if key == "scale" else hparams.MAX_WEIGHT
+        try:
+            head = heads.build(name, D, C, **{key: top})
+        except ValueError:  # a tighter bound of its own (amc's lam lies in [0, 1])
+            continue
+        x, y = batch()
+        out = head(x.requires_grad_(), y)
+        out.loss.backward()
+        assert torch.isfinite(out.loss) and torch.isfinite(x.grad).all(), (name, key)

@@ -19,6 +19,7 @@ Heads register themselves with ``@register_head("name")`` in :data:`HEADS` (a ``
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from featspace import distributed
-from featspace.heads.hparams import integer
+from featspace.heads.hparams import MAX_WEIGHT, integer
 from featspace.registry import Registry, parameters_of
 
 __all__ = [
@@ -58,6 +59,18 @@ class HeadOutput:
     loss: Tensor
     logits: Tensor
     parts: dict[str, Tensor] = field(default_factory=dict)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    # half-precision embeddings are upcast by the heads (upcast_half) before any squared distance
+    return torch.promote_types(dtype, torch.float32)
+
+
+def max_embedding_magnitude(dtype: torch.dtype, embedding_dim: int) -> float:
+    """The largest |x_ij| a head accepts: squared distances of such embeddings (‖x − y‖² ≤ 4·d·max²) times the
+    largest loss weight a head accepts (``hparams.MAX_WEIGHT``) stay finite in the dtype the head computes in
+    (4·10¹⁵ for float32 at d = 512). Larger finite embeddings would make NaN or Inf losses (issue 17, item 11)."""
+    return math.sqrt(torch.finfo(_compute_dtype(dtype)).max / (4.0 * embedding_dim * MAX_WEIGHT))
 
 
 class Head(nn.Module):
@@ -142,9 +155,16 @@ class Head(nn.Module):
             raise ValueError(f"{self.name}: empty batch (B = 0)")
         if not embeddings.is_floating_point():
             raise ValueError(f"{self.name}: embeddings must be floating point, got {embeddings.dtype}")
-        if not bool(torch.isfinite(embeddings).all()):
+        # one reduction (one device sync) answers both checks: NaN/Inf propagate into the maximum
+        largest = float(embeddings.detach().abs().amax())
+        if not math.isfinite(largest):
             bad = int((~torch.isfinite(embeddings)).any(dim=1).sum())
             raise ValueError(f"{self.name}: {bad} embedding row(s) contain NaN or Inf")
+        limit = max_embedding_magnitude(embeddings.dtype, self.embedding_dim)
+        if largest > limit:
+            raise ValueError(f"{self.name}: embeddings reach {largest:.3g}, beyond {limit:.3g}, where squared "
+                             f"distances and weighted losses overflow {_compute_dtype(embeddings.dtype)}; "
+                             "normalise or rescale them (or train in float64)")
         if labels is None:
             return
         if not isinstance(labels, Tensor):

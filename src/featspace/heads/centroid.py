@@ -114,7 +114,7 @@ class IcvHead(LinearClassifier):
     """
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 1.0, normalize: bool = False) -> None:
-        hparams.real("lam", lam, low=0.0)
+        hparams.weight("lam", lam)
         hparams.boolean("normalize", normalize)
         super().__init__(embedding_dim, num_classes)
         self.lam = lam
@@ -168,7 +168,7 @@ class CenterHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 0.003, alpha: float = 0.5,
                  update: str = "wen") -> None:
-        hparams.real("lam", lam, low=0.0)
+        hparams.weight("lam", lam)
         hparams.real("alpha", alpha, low=0.0, high=1.0, hint="a rate of a running average")
         hparams.choice("update", update, _UPDATES)
         super().__init__(embedding_dim, num_classes)

@@ -65,7 +65,7 @@ class ComplementObjectiveHead(LinearClassifier):
 
     def __init__(self, embedding_dim: int, num_classes: int, lam: float = 1.0, normalize: str = "log") -> None:
         super().__init__(embedding_dim, num_classes)
-        self.lam = hparams.real("lam", lam, low=0.0, owner="cot")
+        self.lam = hparams.weight("lam", lam, owner="cot")
         self.normalize = hparams.choice("normalize", normalize, NORMALIZATIONS, owner="cot")
 
     def _normalizer(self) -> float:

@@ -118,7 +118,7 @@ class DirectSumHead(LinearClassifier):
         self.cls = hparams.choice("cls", cls, CLASSIFICATION_LOSSES)
         self.metric = hparams.choice("metric", metric, METRIC_LOSSES)
         self.mode = hparams.choice("mode", mode, MODES)
-        self.lam = hparams.real("lam", lam, low=0.0)
+        self.lam = hparams.weight("lam", lam)
         self.eps = hparams.real("eps", eps, low=0.0, low_open=True)
         self.p = hparams.real("p", p, low=0.0, high=1.0)
         self.detach_projection = hparams.boolean("detach_projection", detach_projection)

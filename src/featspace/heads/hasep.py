@@ -56,7 +56,7 @@ class HASeparatorHead(Head):
                  include_target_term: bool = False) -> None:
         super().__init__(embedding_dim, num_classes)
         self.margin = hparams.real("margin", margin, low=0.0, high=1.0, low_open=True)
-        self.scale = hparams.real("scale", scale, low=0.0, low_open=True)
+        self.scale = hparams.scale("scale", scale)
         self.include_target_term = hparams.boolean("include_target_term", include_target_term)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         bound = 1.0 / math.sqrt(embedding_dim)

@@ -14,7 +14,13 @@ import numbers
 from collections.abc import Sequence
 from typing import TypeVar
 
-__all__ = ["boolean", "choice", "integer", "real"]
+__all__ = ["MAX_SCALE", "MAX_WEIGHT", "boolean", "choice", "integer", "real", "scale", "weight"]
+
+#: the largest logit scale s accepted (the papers use s <= 64): s·cos enters the softmax, and an unbounded s
+#: (1e308) turns the logits into ±inf and the loss into NaN
+MAX_SCALE = 1e4
+#: the largest weight of a loss term accepted (lam, softmax_weight, ...; the papers use at most a few units)
+MAX_WEIGHT = 1e4
 
 V = TypeVar("V")
 
@@ -62,3 +68,13 @@ def boolean(name: str, value: object, *, owner: str = "", hint: str = "") -> boo
     if not isinstance(value, bool):
         raise _fail(name, "be a bool (True or False)", value, owner, hint)
     return value
+
+
+def scale(name: str, value: object, *, owner: str = "", hint: str = "") -> float:
+    """A logit scale: a finite real in (0, MAX_SCALE]."""
+    return real(name, value, low=0.0, low_open=True, high=MAX_SCALE, owner=owner, hint=hint)
+
+
+def weight(name: str, value: object, *, high: float = MAX_WEIGHT, owner: str = "", hint: str = "") -> float:
+    """The weight of a loss term: a finite real in [0, high] (at most MAX_WEIGHT)."""
+    return real(name, value, low=0.0, high=min(high, MAX_WEIGHT), owner=owner, hint=hint)

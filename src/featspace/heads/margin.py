@@ -62,7 +62,7 @@ class CosineMarginHead(Head):
         if scale is None and scale_none_means_feature_norm:
             self.scale = None
         else:
-            self.scale = hparams.real("scale", scale, low=0.0, low_open=True)
+            self.scale = hparams.scale("scale", scale)
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
         bound = 1.0 / math.sqrt(embedding_dim)
         nn.init.uniform_(self.weight, -bound, bound)
@@ -168,6 +168,11 @@ class CombinedMarginHead(CosineMarginHead):
         return combined_margin(cos_target, self.margin1, self.margin2, self.margin3)
 
 
+#: λ of the λ·cos + ψ mix is a ratio, safe at any size except where λ·cos itself overflows float32; the bound
+#: leaves room for the λ → ∞ limit (plain cosine) that the annealing schedules of the papers start from
+_MAX_MIX = 1e30
+
+
 @register_head("sphereface")
 class SphereFaceHead(CosineMarginHead):
     """SphereFace / A-Softmax: multiplicative angular margin, target logit s·ψ(θ_y), real m ≥ 1 allowed.
@@ -189,7 +194,7 @@ class SphereFaceHead(CosineMarginHead):
                  softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, scale, scale_none_means_feature_norm=True)
         self.margin = hparams.real("margin", margin, low=1.0, high=MAX_MULTIPLICATIVE_MARGIN)
-        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
+        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0, high=_MAX_MIX)
 
     def target_cosine(self, cos_target: Tensor) -> Tensor:
         psi = multiplicative_angular_margin(cos_target, self.margin)
@@ -216,7 +221,7 @@ class LSoftmaxHead(LinearClassifier):
     def __init__(self, embedding_dim: int, num_classes: int, margin: int = 4, softmax_weight: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, bias=False)
         self.margin = hparams.integer("margin", margin, low=1, high=MAX_MULTIPLICATIVE_MARGIN, hint="L-Softmax's m")
-        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0)
+        self.softmax_weight = hparams.real("softmax_weight", softmax_weight, low=0.0, high=_MAX_MIX)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         logits = upcast_half(self.scores(embeddings))

@@ -279,7 +279,7 @@ class PodHead(NacHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, alpha: float = 0.01, lam: float = 1.0,
                  variant: str = "text", pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
-        hparams.real("lam", lam, low=0.0)
+        hparams.weight("lam", lam)
         super().__init__(embedding_dim, num_classes, alpha, variant, pedcc_seed, pedcc_method)
         self.lam = lam
 
@@ -313,9 +313,9 @@ class PedccLossHead(PedccHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, scale: float = 15.0, margin: float = 0.5,
                  lam: float = 1.0, mse_root: float = 1.0, pedcc_seed: int = 0, pedcc_method: str = "exact") -> None:
-        hparams.real("scale", scale, low=0.0, low_open=True)
+        hparams.scale("scale", scale)
         hparams.real("margin", margin, low=0.0)
-        hparams.real("lam", lam, low=0.0)
+        hparams.weight("lam", lam)
         hparams.real("mse_root", mse_root, low=1.0, hint="n of eq. 4")
         super().__init__(embedding_dim, num_classes, pedcc_seed, pedcc_method)
         self.scale = scale
