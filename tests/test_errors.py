@@ -101,3 +101,34 @@ def test_an_image_decompression_bomb_is_one_line_naming_the_file(tmp_path, capsy
     err = _one_line(capsys, main(["train", "digits-demo", "--dataset", "imagefolder", "--data-dir", str(tmp_path),
                                   "--run-dir", str(tmp_path / "run"), "--no-progress"]))
     assert "decompression bomb" in err and ".png" in err
+
+
+@pytest.mark.parametrize("recipe_text, message", [
+    ("head: [unclosed\n", "cannot read"),
+    ("head: !!python/object/apply:os.system [echo hi]\n", "cannot read"),
+    (None, "directory"),
+])
+def test_bad_recipe_files_are_one_line(tmp_path, capsys, recipe_text, message):
+    path = tmp_path / "mine.yaml"
+    if recipe_text is None:
+        path.mkdir()
+    else:
+        path.write_text(recipe_text, encoding="utf-8")
+    err = _one_line(capsys, main(["train", str(path), "--run-dir", str(tmp_path / "run"), "--no-progress"]))
+    assert message in err
+
+
+def test_an_unwritable_runs_root_is_one_line(tmp_path, capsys, monkeypatch):
+    """A read-only root (the tests run as root, which ignores file modes, so the refusal is simulated where the
+    run directory is created) and a root below a file."""
+    (tmp_path / "file").write_text("x")
+    err = _one_line(capsys, main(["train", "digits-demo", "--root", str(tmp_path / "file" / "runs"),
+                                  "--no-progress"]))
+    assert "Not a directory" in err
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refuse)
+    err = _one_line(capsys, main(["train", "digits-demo", "--root", str(tmp_path / "ro"), "--no-progress"]))
+    assert "Permission denied" in err and str(tmp_path / "ro") in err

@@ -220,6 +220,8 @@ def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple
     """A YAML mapping shipped in ``featspace/<folder>`` (by name) or at a path the user gives: (name, path,
     values), safe-loaded. Recipes and suites are both read this way; ``kind`` names them in errors."""
     path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_dir():
+        raise ValueError(f"{kind} {path} is a directory, not a YAML file")
     if path.suffix in (".yaml", ".yml") and path.is_file():
         name = path.stem
     else:
@@ -229,8 +231,6 @@ def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple
             known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
             raise ValueError(f"unknown {kind} {name!r}; shipped {kind}s: {known} (or give the path of a "
                              f"{kind} .yaml file)")
-    if path.is_dir():
-        raise ValueError(f"{kind} {path} is a directory, not a YAML file")
     values = read_yaml(path) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{kind} {path} must be a YAML mapping")

@@ -115,3 +115,20 @@ def test_resume_refuses_overrides_and_finished_runs(tmp_path, capsys):
         train(resume=tmp_path / "done", progress=False)
     assert RunDir(tmp_path / "done").read_metrics()["train_seconds"] == 0.68
     assert RunIndex(tmp_path).get("done").status == "finished"
+
+
+GLOO_PEER_DIED = ("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                  "[127.0.0.1]:36547: Connection reset by peer. This is typically caused by a remote worker hanging")
+
+
+@pytest.mark.parametrize("error, status", [
+    (RuntimeError(GLOO_PEER_DIED), "interrupted"),  # what rank 0 of a 2-process gloo run got when rank 1 died
+    (RuntimeError("CUDA out of memory"), "failed"),
+    (ValueError("Connection reset by peer"), "failed"),  # a ValueError is ours, never a lost peer
+])
+def test_a_dead_ddp_peer_leaves_the_run_interrupted_not_failed(tmp_path, error, status):
+    """Issue 17, item 5: a DDP peer's death marked the run "failed", so a bench retrained it from scratch
+    instead of resuming it from its checkpoint."""
+    with _fit_that(error), pytest.raises(type(error)):
+        train(TrainConfig(), run_dir=tmp_path / "run", progress=False)
+    assert RunIndex(tmp_path).get("run").status == status

@@ -24,7 +24,7 @@ from featspace.config import TrainConfig
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
 
-__all__ = ["RUN_DIR_ENV", "RunResult", "launch_rank", "train"]
+__all__ = ["RUN_DIR_ENV", "RunResult", "launch_rank", "lost_a_peer", "train"]
 
 RUN_DIR_ENV = "FEATSPACE_RUN_DIR"
 
@@ -98,6 +98,20 @@ def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Pat
     return _Run(config, rundir, None, index)
 
 
+#: what gloo and NCCL say when the process at the other end of a collective is gone
+_PEER_LOST = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted",
+              "NCCL error: remote process exited", "Socket Timeout", "DistNetworkError")
+
+
+def lost_a_peer(err: BaseException) -> bool:
+    """Whether a fit ended because another DDP process died, not because of this run: a distributed backend
+    error, or a RuntimeError with what gloo or NCCL say then ("Connection reset by peer", ...)."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    if names & {"DistBackendError", "DistNetworkError", "DistStoreError"}:
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _PEER_LOST)
+
+
 def _mark(index: RunIndex, run_id: str, status: str, why: str) -> None:
     """Record how a run ended without hiding why it ended: if the index cannot be written either (the disk that
     stopped the checkpoint is full), the row keeps "running" with a dead pid, which reads as "interrupted"."""
@@ -131,7 +145,9 @@ def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT,
         _mark(run.index, rundir.name, "interrupted", str(err) or "interrupted by the user or a signal")
         raise
     except BaseException as err:
-        _mark(run.index, rundir.name, "failed", f"{type(err).__name__}: {err}")
+        # a DDP peer that died (killed, preempted) leaves this process's checkpoint intact: the run resumes
+        status = "interrupted" if lost_a_peer(err) else "failed"
+        _mark(run.index, rundir.name, status, f"{type(err).__name__}: {err}")
         raise
     run.index.finish(rundir.name, metrics or {})
     return RunResult(rundir.name, rundir.path, metrics or {})
