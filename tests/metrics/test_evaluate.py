@@ -22,7 +22,8 @@ BASE_KEYS = {
     "ncc_accuracy", "ncc_accuracy_cosine", "silhouette", "davies_bouldin", "calinski_harabasz", "homogeneity",
     "completeness", "d_em", "d_kl", "positive_angle_mean", "negative_angle_mean", "discriminant_total",
     "normalized_dimension_variance",
-}
+} | {f"{key}{suffix}" for key in ("precision_at_1", "r_precision", "mean_average_precision_at_r", "recall_at_1",
+                                  "recall_at_2", "recall_at_4", "recall_at_8") for suffix in ("", "_cosine")}
 SCORE_KEYS = {"accuracy", "low_norm_accuracy", "high_norm_accuracy", "low_norm_count", "high_norm_count", "mean_norm"}
 
 

@@ -12,6 +12,7 @@ a literal float64 transcription) in ``tests/metrics``.
 - few-shot episodes on frozen features (``fewshot``): ``sample_episodes``, ``evaluate_episodes`` →
   ``FewShotResult``, ``ncc_predict``, ``laplacianshot_predict``, ``confidence_interval``   (003 Tables 4–5);
   unlike the others these work on torch tensors, on any device
+- ``retrieval_metrics``: precision@1, R-precision, MAP@R, recall@k (Musgrave et al., 2020), Euclidean and cosine
 - ``evaluate``: all of them as one flat dict.
 """
 
@@ -40,8 +41,10 @@ from featspace.metrics.fewshot import (
     sample_episodes,
 )
 from featspace.metrics.norms import norm_split_accuracy, normalized_dimension_variance
+from featspace.metrics.retrieval import RECALL_KS, retrieval_metrics
 
 __all__ = [
+    "RECALL_KS",
     "AngularSeparation",
     "EpisodeIndices",
     "FewShotResult",
@@ -66,5 +69,6 @@ __all__ = [
     "normalize_features",
     "normalized_dimension_variance",
     "rectify_prototypes",
+    "retrieval_metrics",
     "sample_episodes",
 ]

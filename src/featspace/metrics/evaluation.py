@@ -13,6 +13,7 @@ from featspace.metrics.classification import accuracy, nearest_centroid_accuracy
 from featspace.metrics.clustering import cluster_validity
 from featspace.metrics.discriminant import discriminant_score
 from featspace.metrics.norms import norm_split_accuracy, normalized_dimension_variance
+from featspace.metrics.retrieval import retrieval_metrics
 
 __all__ = ["evaluate", "HEAD_SPACE_PREFIX"]
 
@@ -86,6 +87,8 @@ def evaluate(
       ncc_learned_accuracy, ncc_learned_accuracy_cosine           with learned_centroids
       silhouette, davies_bouldin, calinski_harabasz, homogeneity, completeness
       d_em, d_kl, positive_angle_mean, negative_angle_mean        degrees (d_kl in nats)
+      precision_at_1, r_precision, mean_average_precision_at_r, recall_at_{1,2,4,8}, and each with _cosine
+                                                                  (``featspace.metrics.retrieval``)
       discriminant_total; discriminant_classifier, discriminant_complement with classifier_weight
       low_norm_accuracy, high_norm_accuracy, low_norm_count, high_norm_count, mean_norm   with test_scores
       normalized_dimension_variance
@@ -110,6 +113,8 @@ def evaluate(
                 train, train_y, test, test_y, centroids=learned_centroids, normalize=normalize)
 
     result.update(_space_metrics(test, test_y, seed, max_pairs, max_silhouette_samples, details))
+    for metric in ("euclidean", "cosine"):  # each test embedding against the rest of the test set
+        result.update(retrieval_metrics(test, test_y, metric=metric))
 
     discriminant = discriminant_score(test, test_y, weight=classifier_weight)
     result.update({f"discriminant_{key}": value for key, value in discriminant.items()})

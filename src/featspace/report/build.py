@@ -56,6 +56,8 @@ __all__ = ["DEFAULT_METRICS", "build_report", "collect_report", "report_to_markd
 DEFAULT_METRICS = [
     {"key": "accuracy", "name": "accuracy (%)", "scale": 100, "format": ".2f"},
     {"key": "ncc_accuracy", "name": "NCC acc. (%)", "scale": 100, "format": ".2f"},
+    {"key": "precision_at_1", "name": "P@1 (%)", "scale": 100, "format": ".2f"},
+    {"key": "mean_average_precision_at_r", "name": "MAP@R (%)", "scale": 100, "format": ".2f"},
     {"key": "silhouette", "name": "silhouette", "format": ".3f"},
     {"key": "davies_bouldin", "name": "Davies-Bouldin", "format": ".2f", "higher_is_better": False},
     {"key": "d_em", "name": "D_EM (deg)", "format": ".1f"},
