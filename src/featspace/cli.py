@@ -3,6 +3,7 @@
     featspace list [heads|datasets|backbones|recipes|runs]
     featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR]
     featspace eval RUN_DIR
+    featspace predict RUN_DIR IMAGE_OR_FOLDER... [--out predictions.csv] [--top-k K]
     featspace demo
     featspace bench SUITE [--seeds N] [--set key=value ...]
     featspace report SUITE|RUN_DIR...
@@ -16,13 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from featspace.commands import bench, demo, evaluate, fewshot, listing, report, train
+from featspace.commands import bench, demo, evaluate, fewshot, listing, predict, report, train
 from featspace.signals import Interrupted, handle_signals
 
 __all__ = ["build_parser", "main"]
 
 #: the subcommands, in the order ``featspace --help`` lists them
-COMMANDS = (listing, train, evaluate, demo, bench, report, fewshot)
+COMMANDS = (listing, train, evaluate, predict, demo, bench, report, fewshot)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,10 +48,15 @@ from featspace.data.fewshot_splits import (
 )
 from featspace.data.fewshot_splits import describe as describe_split
 from featspace.data.fewshot_splits import names as split_names
+from featspace.data.images import IMAGE_SUFFIXES, UnsafeImageError, find_images, read_image
 from featspace.data.split import stratified_split
 from featspace.data.transforms import AUGMENT_POLICIES, augment_batch, augmentation_keys, derive_seed, normalize
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "UnsafeImageError",
+    "find_images",
+    "read_image",
     "AUGMENT_POLICIES",
     "DATASETS",
     "DATASET_PREFIX",

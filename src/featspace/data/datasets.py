@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from featspace.data.images import UnsafeImageError, read_image
 from featspace.data.split import stratified_split
 from featspace.registry import Registry
 
@@ -54,10 +55,6 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 #: environment variable naming the default data directory (``data_dir=None``)
 DATA_DIR_ENV = "FEATSPACE_DATA_DIR"
-
-
-class UnsafeImageError(ValueError):
-    """An image file that PIL refuses to decode (a decompression bomb)."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -554,7 +551,7 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
     suits datasets that fit in RAM at the chosen size. Test classes are indexed by the training classes
     (a test folder may lack some of them; a class absent from train/ is an error).
     """
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
@@ -565,19 +562,10 @@ def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
     if not train_dir.is_dir() or not test_dir.is_dir():
         absent = [str(d) for d in (train_dir, test_dir) if not d.is_dir()]
         raise not_found_error("imagefolder", looked_for, [root], how, f"missing {' and '.join(absent)}")
-    transform = transforms.Compose([
-        transforms.Resize((image_size, image_size), antialias=True),
-        transforms.PILToTensor(),
-    ])
+    transform = None  # read_image decodes and resizes: the same path a trained run's predictions take
 
-    def rgb_loader(path: str) -> object:
-        from PIL import Image
-
-        try:
-            with open(path, "rb") as f:
-                return Image.open(f).convert("RGB")
-        except Image.DecompressionBombError as err:  # PIL's guard against a few KB that decode to gigabytes
-            raise UnsafeImageError(f"{path}: {err}") from None
+    def rgb_loader(path: str) -> Tensor:
+        return read_image(path, channels=3, size=(image_size, image_size))
 
     try:
         train = datasets.ImageFolder(str(train_dir), transform=transform, loader=rgb_loader)

@@ -78,6 +78,7 @@ from featspace.data.datasets import (
     not_found_error,
     safe_unpickle,
 )
+from featspace.data.images import IMAGE_SUFFIXES
 from featspace.data.split import stratified_split
 from featspace.registry import Registry
 
@@ -98,7 +99,6 @@ __all__ = [
 #: the ``featspace.data`` dataset name of a split's base classes is DATASET_PREFIX + split name
 DATASET_PREFIX = "fewshot_"
 DEFAULT_MAX_BYTES = 8 * 2**30
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 T = TypeVar("T", bound=Callable[..., Any])
 
 
@@ -317,7 +317,7 @@ def _assemble(name: str, base: ClassSet, val: ClassSet, test: ClassSet, *, holdo
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not p.name.startswith("."))
 
 

@@ -11,6 +11,8 @@
         pair_angles.json       the positive/negative pair-angle histograms behind D_EM and D_KL
         centroid_history.npz   the centroids (or class means) after every epoch
         fewshot.json           few-shot results, when evaluated
+        model.json             what inference needs besides the weights: class names, channels, image size,
+                               normalisation (``featspace.train.load_run`` never touches the training data)
         plots/                 the figures, drawn by ``featspace.report.run_figures`` from the files above
 
 Every writer here goes through ``featspace.io`` (temporary file, then rename), so a killed run never leaves a
@@ -44,6 +46,7 @@ __all__ = [
     "HISTORY",
     "LAST_CHECKPOINT",
     "METRICS",
+    "MODEL",
     "PAIR_ANGLES",
     "PLOTS",
     "RunDir",
@@ -61,6 +64,7 @@ PAIR_ANGLES = "pair_angles.json"
 CENTROID_HISTORY = "centroid_history.npz"
 FEWSHOT = "fewshot.json"
 PLOTS = "plots"
+MODEL = "model.json"
 
 
 class RunDirTaken(ValueError):
@@ -124,6 +128,10 @@ class RunDir:
     @property
     def plots(self) -> Path:
         return self.path / PLOTS
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
 
     def is_run(self) -> bool:
         """Whether this directory holds a run (its config)."""
@@ -202,6 +210,13 @@ class RunDir:
         with np.load(self.embeddings, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
 
+    def read_model(self) -> dict[str, Any]:
+        """model.json; a run trained before it existed is told how to get one."""
+        if not self.model.is_file():
+            raise FileNotFoundError(f"{self.path} has no {MODEL} (runs write it when they finish; re-evaluate an "
+                                    f"older run with `featspace eval {self.path}` to add it)")
+        return read_json(self.model)
+
     def read_pair_angles(self) -> dict[str, Any] | None:
         return read_json(self.pair_angles) if self.pair_angles.is_file() else None
 
@@ -222,6 +237,9 @@ class RunDir:
     def write_embeddings(self, arrays: dict[str, np.ndarray]) -> None:
         with atomic_path(self.embeddings, suffix=".npz") as tmp:
             np.savez_compressed(tmp, **arrays)
+
+    def write_model(self, info: dict[str, Any]) -> None:
+        write_json(self.model, info)
 
     def write_pair_angles(self, histogram: dict[str, Any]) -> None:
         write_json(self.pair_angles, histogram)

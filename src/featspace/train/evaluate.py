@@ -148,6 +148,10 @@ def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundi
     rundir.write_pair_angles(pair_angle_histograms(details["angular_separation"]))
     if module.centroid_history:
         rundir.write_centroid_history(torch.stack(module.centroid_history).numpy(), module.centroid_source)
+    bundle = datamodule.bundle
+    rundir.write_model({"class_names": [str(n) for n in bundle.class_names], "num_classes": bundle.num_classes,
+                        "in_channels": bundle.in_channels, "image_size": list(bundle.image_size),
+                        "mean": list(bundle.mean), "std": list(bundle.std)})
     rundir.write_metrics(metrics)
     return metrics
 

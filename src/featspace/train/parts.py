@@ -1,4 +1,5 @@
-"""The parts of a run: the data module, backbone and head a config describes, and a trained run's model."""
+"""The parts of a run: the data module, backbone and head a config describes, and a trained run's model with its
+data (for evaluation; ``featspace.train.inference.load_run`` loads one for inference without its data)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from featspace.rundir import RunDir
 from featspace.train.checkpoint_io import load_checkpoint
 from featspace.train.module import FeatureModule
 
-__all__ = ["build_parts", "load_trained"]
+__all__ = ["build_model", "build_parts", "load_trained", "load_weights"]
 
 
 def build_parts(config: TrainConfig) -> tuple[data.DataModule, nn.Module, heads.Head]:
@@ -22,11 +23,33 @@ def build_parts(config: TrainConfig) -> tuple[data.DataModule, nn.Module, heads.
     datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
                                  seed=config.seed, augment=config.augment, num_workers=config.num_workers,
                                  episode_ways=config.episode_ways, episode_shots=config.episode_shots)
-    backbone = models.build_backbone(config.backbone, in_channels=bundle.in_channels,
-                                     embedding_dim=config.embedding_dim, image_size=bundle.image_size[0],
-                                     **config.backbone_params)
-    head = heads.build(config.head, backbone.embedding_dim, bundle.num_classes, **config.head_params)
+    backbone, head = build_model(config, in_channels=bundle.in_channels, image_size=bundle.image_size[0],
+                                 num_classes=bundle.num_classes)
     return datamodule, backbone, head
+
+
+def build_model(config: TrainConfig, *, in_channels: int, image_size: int,
+                num_classes: int) -> tuple[nn.Module, heads.Head]:
+    """The (untrained) backbone and head a config describes, for images of ``in_channels`` × ``image_size``."""
+    backbone = models.build_backbone(config.backbone, in_channels=in_channels, embedding_dim=config.embedding_dim,
+                                     image_size=image_size, **config.backbone_params)
+    head = heads.build(config.head, backbone.embedding_dim, num_classes, **config.head_params)
+    return backbone, head
+
+
+def load_weights(module: nn.Module, checkpoint: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint's ``state_dict`` (keys ``backbone.*``, ``head.*``) into ``module``; returns the whole
+    checkpoint. A checkpoint without one, or with another config's weights, is a one-line ValueError."""
+    state = load_checkpoint(checkpoint, map_location=map_location)
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise ValueError(f"checkpoint {checkpoint} holds no state_dict; it is not a featspace checkpoint")
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as err:  # missing / unexpected keys or shapes: another config's weights
+        first = " ".join(str(err).split())[:300]
+        raise ValueError(f"checkpoint {checkpoint} does not fit the run's config.yaml ({first})") from None
+    return state
 
 
 def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
@@ -35,17 +58,9 @@ def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
     rundir = RunDir(run_dir)
     config = rundir.read_config()
     chosen = rundir.evaluation_checkpoint(config)
-    state = load_checkpoint(chosen)
     datamodule, backbone, head = build_parts(config)
     datamodule.setup("fit")
     module = FeatureModule(backbone, head, config, steps_per_epoch=1)
-    weights = state.get("state_dict") if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise ValueError(f"checkpoint {chosen} holds no state_dict; it is not a featspace checkpoint")
-    try:
-        module.load_state_dict(weights)
-    except RuntimeError as err:  # missing / unexpected keys or shapes: another config's weights
-        first = " ".join(str(err).split())[:300]
-        raise ValueError(f"checkpoint {chosen} does not fit the run's config.yaml ({first})") from None
+    state = load_weights(module, chosen)
     module.on_load_checkpoint(state)
     return module, datamodule, chosen
