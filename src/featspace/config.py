@@ -44,6 +44,7 @@ __all__ = [
     "parse_overrides",
     "read_shipped_yaml",
     "recipe_names",
+    "shipped_names",
 ]
 
 
@@ -207,13 +208,18 @@ _FIELD_CHECKS: dict[str, Any] = {
 _SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
 
 
-def _recipe_dir() -> Path:
-    return Path(str(resources.files("featspace") / "recipes"))
+def _shipped_dir(folder: str) -> Path:
+    return Path(str(resources.files("featspace") / folder))
+
+
+def shipped_names(folder: str) -> list[str]:
+    """Names of the YAML files shipped in ``featspace/<folder>`` (``recipes``, ``suites``)."""
+    return sorted(p.stem for p in _shipped_dir(folder).glob("*.yaml"))
 
 
 def recipe_names() -> list[str]:
     """Names of the recipes shipped with featspace."""
-    return sorted(p.stem for p in _recipe_dir().glob("*.yaml"))
+    return shipped_names("recipes")
 
 
 def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple[str, Path, dict[str, Any]]:
@@ -225,10 +231,9 @@ def read_shipped_yaml(name_or_path: str | Path, folder: str, kind: str) -> tuple
     if path.suffix in (".yaml", ".yml") and path.is_file():
         name = path.stem
     else:
-        shipped = Path(str(resources.files("featspace") / folder))
-        path, name = shipped / f"{name_or_path}.yaml", str(name_or_path)
+        path, name = _shipped_dir(folder) / f"{name_or_path}.yaml", str(name_or_path)
         if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+            known = ", ".join(shipped_names(folder))
             raise ValueError(f"unknown {kind} {name!r}; shipped {kind}s: {known} (or give the path of a "
                              f"{kind} .yaml file)")
     values = read_yaml(path) or {}

@@ -60,7 +60,6 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,7 @@ from featspace.config import (
     load_recipe,
     merge,
     read_shipped_yaml,
+    shipped_names,
 )
 from featspace.metrics.fewshot import METHODS, NORMS
 
@@ -266,13 +266,9 @@ def _seed_list(seeds: int | list[int]) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------- loading
-def _suite_dir() -> Path:
-    return Path(str(resources.files("featspace") / "suites"))
-
-
 def suite_names() -> list[str]:
     """Names of the suites shipped with featspace."""
-    return sorted(p.stem for p in _suite_dir().glob("*.yaml"))
+    return shipped_names("suites")
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
