@@ -15,6 +15,7 @@ Errors a user can act on (unknown names, missing data, bad overrides) print one 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from featspace.commands import bench, demo, evaluate, fewshot, listing, predict, report, train
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"featspace {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `featspace list | head`: the reader left; nothing to report (Python's advice)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as err:  # a missing file, a full disk, a read-only directory: what and where, in one line
         where = f": {err.filename}" if err.filename else ""
         print(f"featspace {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
