@@ -55,6 +55,8 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*tensorboardX.*")
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    # a resumed run writes into its own checkpoint directory, which is the point of resuming
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
 
 
 def _uses_cuda(config: TrainConfig) -> bool:
