@@ -51,12 +51,17 @@ def test_icv_fashion_matrix_is_the_papers():
                 cell.config.schedule, cell.config.dataset) == ("adam", 0.001, 256, 20, "none", "fashion_mnist")
 
 
-def test_hasep_grid_is_ten_by_ten_per_head_plus_softmax():
-    cells = load_suite("hasep-grid").expand()
+def test_hasep_grid_is_a_coarse_grid_of_both_heads_plus_softmax_and_lace_arcface():
+    suite = load_suite("hasep-grid")
+    cells = suite.expand()
     grid = {(c.config.head, c.config.head_params.get("scale"), c.config.head_params.get("margin")) for c in cells}
-    margins = [round(0.1 * k, 1) for k in range(1, 11)]
-    assert {(h, s, m) for h in ("hasep", "arcface") for s in range(1, 11) for m in margins} <= grid
-    assert ("softmax", None, None) in grid and len(grid) == 201
+    margins = (0.1, 0.4, 0.7, 1.0)
+    assert {(h, s, m) for h in ("hasep", "arcface") for s in (1, 4, 7, 10) for m in margins} <= grid
+    assert ("softmax", None, None) in grid and ("arcface", 30.0, 0.05) in grid and len(grid) == 34
+    assert len(cells) == 34 * 3 and suite.seeds == [0, 1, 2]
+    cifar = {(c.config.head, c.config.head_params.get("scale"), c.config.head_params.get("margin"))
+             for c in load_suite("hasep-grid-cifar10").expand()}
+    assert len(cifar) == 201  # the paper's full 10 x 10 grid per head
 
 
 def test_pod_sweep_shares_the_default_width_cell():
