@@ -276,3 +276,23 @@ def test_csv_text_cells_cannot_become_spreadsheet_formulas():
     text = runs_to_csv([Run(id="=evil()", group="g", seed=0, label_sets=[{"head": "+x"}], config={},
                             metrics={"accuracy": -0.5})], ["head"])
     assert text.splitlines()[1] == "'=evil(),g,'+x,0,-0.5,"
+
+
+def test_a_configuration_in_two_blocks_sits_at_its_label_in_a_sweep(tmp_path):
+    """pod-ablation: POD at the recipe's width is a cell of the loss block and of the width sweep; the sweep
+    table shows it at its width, not in a row without a label (and "-" at the width)."""
+    suite = parse_suite({"name": "two-blocks", "recipe": "digits-demo", "seeds": 1,
+                         "matrix": [{"head": ["softmax", "pod"]}, {"head": ["pod"], "embedding_dim": [8, 16]}],
+                         "tables": [{"title": "losses", "rows": ["head"], "metrics": ["accuracy"]},
+                                    {"title": "widths", "rows": ["embedding_dim"], "where": {"head": "pod"},
+                                     "metrics": ["accuracy"]}]})
+    index = RunIndex(tmp_path)
+    for cell in suite.expand():
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        index.finish(run_id, {"accuracy": cell.config.embedding_dim / 100 + (cell.config.head == "pod") * 0.5})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    losses, widths = report.tables
+    assert [losses.row_name(r) for r in range(2)] == ["softmax", "pod"] and losses.cells[1][0].mean == 0.66
+    assert [widths.row_name(r) for r in range(len(widths.row_labels))] == ["8", "16"]
+    assert [widths.cells[r][0].mean for r in range(2)] == [0.58, 0.66]

@@ -367,8 +367,22 @@ def _key(labels: dict[str, str], axes: list[str]) -> tuple[str, ...]:
     return tuple(labels.get(a, "") for a in axes)
 
 
+def _placement(label_sets: list[dict[str, str]], spec: TableSpec) -> dict[str, str] | None:
+    """Where a configuration sits in a table: the first of its label sets that the table takes and that labels
+    every row and column axis, else the first the table takes (None: not in the table). A configuration in two
+    blocks (POD at the recipe's width in a loss block and in a width sweep) then sits at its width, not in a row
+    without a label."""
+    taken = [labels for labels in label_sets if _matches(labels, spec)]
+    full = [labels for labels in taken if all(a in labels for a in [*spec.rows, *spec.columns])]
+    return (full or taken or [None])[0]
+
+
 def _ordered_keys(spec: TableSpec, layout: Layout, axes: list[str]) -> list[tuple[str, ...]]:
-    keys = {_key(ls, axes) for ls in layout.label_sets if _matches(ls, spec)}
+    if layout.groups:
+        placed = [_placement(sets, spec) for sets in layout.groups.values()]
+        keys = {_key(ls, axes) for ls in placed if ls is not None}
+    else:
+        keys = {_key(ls, axes) for ls in layout.label_sets if _matches(ls, spec)}
     return sorted(keys, key=lambda k: [_axis_order(layout, a, v) for a, v in zip(axes, k)])
 
 
@@ -426,12 +440,11 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
     placed: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Run]] = {}
     groups_at: dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]] = {}
     for run in runs:
-        for labels in run.label_sets:
-            if _matches(labels, spec):
-                where = (_key(labels, spec.rows), _key(labels, spec.columns))
-                placed.setdefault(where, []).append(run)
-                groups_at.setdefault(where, set()).add(run.group)
-                break
+        labels = _placement(run.label_sets, spec)
+        if labels is not None:
+            where = (_key(labels, spec.rows), _key(labels, spec.columns))
+            placed.setdefault(where, []).append(run)
+            groups_at.setdefault(where, set()).add(run.group)
     columns: list[TableColumn] = []
     paper_rows = spec.paper.rows if spec.paper else {}
     for c, col_key in enumerate(col_keys):
