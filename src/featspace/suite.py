@@ -345,6 +345,12 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
             if missing:
                 raise ValueError(f"{where}: table {table.get('title', '')!r} uses unknown axis {missing[0]!r} in "
                                  f"'{key}'; axes: {', '.join(sorted(axis_names))}")
+        select = table.get("select")
+        if isinstance(select, dict):
+            missing = [a for a in as_list(select.get("axes")) if a not in axis_names]
+            if missing:
+                raise ValueError(f"{where}: table {table.get('title', '')!r} selects over unknown axis {missing[0]!r}; "
+                                 f"axes: {', '.join(sorted(axis_names))}")
         if reference is not None and "reference" not in table:
             table["reference"] = reference
         _check_table_covers_cells(suite, table, where)
@@ -365,7 +371,9 @@ def _check_table_covers_cells(suite: Suite, table: dict[str, Any], where: str) -
     title = table.get("title", "")
     rows = [str(a) for a in as_list(table.get("rows"))]
     clauses = _where_clauses(table.get("where"))
-    covered = set(rows) | {str(a) for a in as_list(table.get("columns"))} | {k for c in clauses for k in c}
+    select = table.get("select") if isinstance(table.get("select"), dict) else {}
+    covered = (set(rows) | {str(a) for a in as_list(table.get("columns"))} | {k for c in clauses for k in c}
+               | {str(a) for a in as_list(select.get("axes"))})
     held: list[dict[str, str]] = []
     left_out: list[str] = []
     for labels, _ in suite._combinations():

@@ -296,3 +296,32 @@ def test_a_configuration_in_two_blocks_sits_at_its_label_in_a_sweep(tmp_path):
     assert [losses.row_name(r) for r in range(2)] == ["softmax", "pod"] and losses.cells[1][0].mean == 0.66
     assert [widths.row_name(r) for r in range(len(widths.row_labels))] == ["8", "16"]
     assert [widths.cells[r][0].mean for r in range(2)] == [0.58, 0.66]
+
+
+def test_select_picks_a_setting_on_validation_never_on_test(tmp_path):
+    suite = parse_suite({"name": "pick", "recipe": "digits-demo", "seeds": 3,
+                         "matrix": {"head": ["arcface", "cosface"], "head_params.margin": [0.1, 0.5]},
+                         "tables": [{"title": "picked", "rows": ["head"], "metrics": ["accuracy"],
+                                     "select": {"axes": ["head_params.margin"], "by": "best_val_loss"}}]})
+    index = RunIndex(tmp_path)
+    for cell in suite.expand():
+        head, margin = cell.config.head, cell.config.head_params["margin"]
+        # margin 0.5 has the lower validation loss but the lower test accuracy: it must be the one picked
+        metrics = {"accuracy": (0.8 if margin == 0.1 else 0.7) + 0.01 * cell.seed,
+                   "best_val_loss": 0.5 if margin == 0.1 else 0.3}
+        if head == "cosface":
+            del metrics["best_val_loss"]  # no validation split: nothing to pick on
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        index.finish(run_id, metrics)
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    (table,) = report.tables
+    arcface, cosface = table.cells
+    assert arcface[0].mean == pytest.approx(0.71) and arcface[0].n == 3 and arcface[0].picked == "0.5"
+    assert cosface[0] is None
+    assert table.text(0, 0) == "0.710 ± 0.010 [0.5]"
+    assert "picked on validation" in table.caption and "1 cells left empty" in table.caption
+    assert "pool" not in table.caption
+    with pytest.raises(ValueError, match="select axis 'head' is also a row"):
+        parse_table({"title": "t", "rows": ["head"], "metrics": ["accuracy"],
+                     "select": {"axes": ["head"], "by": "best_val_loss"}}, suite.layout())

@@ -19,6 +19,9 @@ A table is described in a suite file (``featspace/suites/*.yaml``, see ``featspa
         paper:
           source: "001 Table 1"
           rows: {"Cross entropy": [0.746, 0.869, "0.814 ± 0.01", null]}
+        reference: "Cross entropy"                    # the row the others are compared with (default: a row
+                                                      # labelled softmax, else the one softmax-head row; null: none)
+        select: {axes: [head_params.margin], by: best_val_loss, higher_is_better: false}   # optional, see below
 
 A run (one cell of the matrix: a configuration and a seed) belongs to a table when every axis of its cell is one
 of the table's rows, columns or ``where`` keys and its labels pass ``where``; so a table whose rows are the
@@ -36,8 +39,19 @@ half-width of the 95% confidence interval of one run's episode mean) shows, in a
 interval instead of the missing std; a cell of several runs keeps the std over seeds (the spread that matters
 once there are seeds), and results.csv has the mean CI of every cell in its ``ci95`` column.
 
-Per column, the best mean is bold and the second best underlined, as the papers mark
-them; values equal at the displayed precision share their rank. Paper columns are ranked among themselves.
+Statistics (``featspace.report.stats``): every cell of ours has its 95% Student's t interval over seeds, and every
+row its paired difference from the reference row in the same column, over the seeds both have (the same seed gives
+the same initialisation and data order), with its 95% t interval and the paired t-test's p-value Holm-corrected
+across the rows of the column; the Markdown and HTML show them in a table under each table, results.csv in columns.
+In a column of ours, **bold** marks the best mean and every row not significantly worse than it (paired over shared
+seeds, Holm-corrected, α = 0.05), so a winner by a hair shares the mark; with fewer than 3 shared seeds nothing is
+marked and the caption says that no difference can be called. Paper columns, which have no seeds, keep the papers'
+own marking: the best bold and the second underlined, ties at the displayed precision sharing a rank.
+
+``select`` picks, per cell, the setting of some axes (a λ, a margin, a (σ, m) pair) whose runs have the best mean
+of a validation metric (``by``: ``best_val_loss`` by default direction lower-is-better), as a paper that tunes
+on validation does; the cell shows that setting's test metrics and, in brackets, the setting. A cell whose runs
+have no such metric (a recipe without a validation split) is left empty rather than picked on the test numbers.
 """
 
 from __future__ import annotations
@@ -80,7 +94,8 @@ __all__ = [
     "where_matches",
 ]
 
-_TABLE_KEYS = {"title", "rows", "columns", "where", "metrics", "paper", "corner", "note", "reference"}
+_TABLE_KEYS = {"title", "rows", "columns", "where", "metrics", "paper", "corner", "note", "reference", "select"}
+_SELECT_KEYS = {"axes", "by", "higher_is_better"}
 _METRIC_KEYS = {"key", "name", "format", "scale", "higher_is_better", "key_when", "ci_key"}
 
 
@@ -120,6 +135,8 @@ class Stat:
     ci_low: float = math.nan
     ci_high: float = math.nan
     seeds: tuple[tuple[int, float], ...] = ()
+    #: in a table with ``select``: the labels of the setting picked for this cell (on validation)
+    picked: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,10 @@ class TableSpec:
     #: the row the others are compared with (its name: labels joined " / "); None: the default (a row labelled
     #: softmax, else the one row whose runs all train the softmax head); "" (``reference: null``): none
     reference: str | None = None
+    #: ``select``: axes whose setting each cell picks by the best mean of a validation metric (``select_by``)
+    select: list[str] = field(default_factory=list)
+    select_by: str = ""
+    select_higher_is_better: bool = False
 
 
 @dataclass
@@ -314,9 +335,24 @@ def parse_table(raw: dict[str, Any], layout: Layout | None = None) -> TableSpec:
         spec.reference = reference or ""
     if not spec.rows:
         raise ValueError(f"table {title!r}: needs 'rows' (one or more axes)")
+    if raw.get("select") is not None:
+        select = raw["select"]
+        if not isinstance(select, dict) or not select.get("axes") or not select.get("by"):
+            raise ValueError(f"table {title!r}: 'select' looks like {{axes: [axis, ...], by: best_val_loss, "
+                             f"higher_is_better: false}}")
+        unknown = sorted(set(select) - _SELECT_KEYS)
+        if unknown:
+            raise ValueError(f"table {title!r}: unknown select field(s) {', '.join(unknown)}; "
+                             f"valid: {', '.join(sorted(_SELECT_KEYS))}")
+        spec.select = [str(a) for a in as_list(select["axes"])]
+        spec.select_by = str(select["by"])
+        spec.select_higher_is_better = bool(select.get("higher_is_better", False))
+        clash = [a for a in spec.select if a in spec.rows or a in spec.columns]
+        if clash:
+            raise ValueError(f"table {title!r}: select axis {clash[0]!r} is also a row or column axis")
     if layout is not None:
         axes = set(layout.axis_labels)
-        for name in [*spec.rows, *spec.columns, *(k for clause in spec.where for k in clause)]:
+        for name in [*spec.rows, *spec.columns, *spec.select, *(k for clause in spec.where for k in clause)]:
             if name not in axes:
                 raise ValueError(f"table {title!r}: unknown axis {name!r}; axes: {', '.join(sorted(axes))}")
     paper = raw.get("paper")
@@ -354,7 +390,7 @@ def where_matches(labels: dict[str, str], where: list[dict[str, list[str | None]
 
 
 def _matches(labels: dict[str, str], spec: TableSpec) -> bool:
-    allowed_axes = set(spec.rows) | set(spec.columns) | {k for clause in spec.where for k in clause}
+    allowed_axes = set(spec.rows) | set(spec.columns) | set(spec.select) | {k for clause in spec.where for k in clause}
     return set(labels) <= allowed_axes and where_matches(labels, spec.where)
 
 
@@ -445,6 +481,11 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
             where = (_key(labels, spec.rows), _key(labels, spec.columns))
             placed.setdefault(where, []).append(run)
             groups_at.setdefault(where, set()).add(run.group)
+    picked: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+    unpicked = 0
+    if spec.select:
+        placed, picked, unpicked = _select(spec, placed)
+        groups_at = {where: {run.group for run in found} for where, found in placed.items()}
     columns: list[TableColumn] = []
     paper_rows = spec.paper.rows if spec.paper else {}
     for c, col_key in enumerate(col_keys):
@@ -476,6 +517,8 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
             stat = _stat(found, seeds)
             if stat is not None and intervals and len(intervals) == len(found):
                 stat = dataclasses.replace(stat, ci=math.fsum(intervals) / len(intervals))
+            if stat is not None and (row_key, column.labels) in picked:
+                stat = dataclasses.replace(stat, picked=picked[(row_key, column.labels)])
             row.append(stat)
         cells.append(row)
     names = [" / ".join(x for x in key if x) for key in row_keys]
@@ -533,6 +576,13 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
                      "± is the std over seeds, or for a cell of one run the 95% confidence interval of its episodes")
     if spec.paper:
         parts.append(f"paper: {spec.paper.source}")
+    if spec.select:
+        names_ = " / ".join(layout.name(a) for a in spec.select)
+        parts.append(f"each cell of ours is the {names_} setting with the best mean {spec.select_by} over its seeds "
+                     f"({'highest' if spec.select_higher_is_better else 'lowest'}; picked on validation, not on "
+                     f"the test numbers shown), in brackets")
+        if unpicked:
+            parts.append(f"{unpicked} cells left empty: their runs have no {spec.select_by} to pick on")
     if any_ours:
         if any(ranks[r][c] == 1 for r in range(len(row_keys)) for c, col in enumerate(columns)
                if col.source == "ours"):
@@ -549,6 +599,35 @@ def build_table(spec: TableSpec, layout: Layout, runs: list[Run]) -> Table:
         parts.append(f"warning: {len(pooled)} cells pool runs of different configurations")
     table.caption = "; ".join(parts) + "."
     return table
+
+
+def _select(spec: TableSpec, placed: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Run]],
+            ) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], list[Run]],
+                       dict[tuple[tuple[str, ...], tuple[str, ...]], str], int]:
+    """Per table cell, keep only the runs of the setting of the ``select`` axes with the best mean of
+    ``select_by`` (a validation metric) over its seeds; a cell whose runs lack it is left empty, never picked on
+    the test metrics. Returns the kept runs, the picked labels per cell and the number of cells left empty."""
+    kept: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Run]] = {}
+    picked: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+    empty = 0
+    sign = 1.0 if spec.select_higher_is_better else -1.0
+    for where, found in placed.items():
+        candidates: dict[tuple[str, ...], list[Run]] = {}
+        for run in found:
+            labels = _placement(run.label_sets, spec) or {}
+            candidates.setdefault(_key(labels, spec.select), []).append(run)
+        scores = {}
+        for setting, setting_runs in candidates.items():
+            values = [v for v in (_finite(r.metrics.get(spec.select_by)) for r in setting_runs) if v is not None]
+            if values:
+                scores[setting] = sign * math.fsum(values) / len(values)
+        if not scores:
+            empty += 1
+            continue
+        best = max(scores, key=lambda k: scores[k])
+        kept[where] = candidates[best]
+        picked[where] = " / ".join(x for x in best if x)
+    return kept, picked, empty
 
 
 def _reference_row(spec: TableSpec, names: list[str], row_keys: list[tuple[str, ...]],
@@ -582,6 +661,8 @@ def format_stat(stat: Stat | None, metric: MetricSpec, *, show_n: bool = False) 
         text += f" ± {metric.fmt(stat.ci)}"
     if show_n and stat.n is not None:
         text += f" ({stat.n})"
+    if stat.picked:
+        text += f" [{stat.picked}]"
     return text
 
 
@@ -681,7 +762,8 @@ def csv_text(value: object) -> str:
 
 
 CSV_COLUMNS = ["table", "row", "column", "metric", "metric_name", "source", "mean", "std", "n", "ci95", "ci_low",
-               "ci_high", "best", "reference", "n_paired", "diff", "diff_ci_low", "diff_ci_high", "p", "p_holm"]
+               "ci_high", "best", "reference", "n_paired", "diff", "diff_ci_low", "diff_ci_high", "p", "p_holm",
+               "picked"]
 
 
 def _num(value: float | None) -> str:
@@ -693,7 +775,8 @@ def tables_to_csv(tables: list[Table]) -> str:
     std (ddof = 1) and n over seeds; ci95, the mean of the runs' own 95% CI half-widths (metrics with a
     ``ci_key``); ci_low/ci_high, the 95% Student's t interval of the mean; best, 1 where the cell carries the
     bold mark (ours: not significantly worse than the best row; paper: its best); and against the table's
-    reference row, paired over shared seeds: n_paired, diff (row − reference), diff_ci_low/high, p and p_holm."""
+    reference row, paired over shared seeds: n_paired, diff (row − reference), diff_ci_low/high, p and p_holm;
+    picked: in a table with ``select``, the setting picked on validation for the cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -714,7 +797,8 @@ def tables_to_csv(tables: list[Table]) -> str:
                                  csv_text(table.reference) if cmp is not None or is_reference else "",
                                  cmp.n if cmp is not None else "", *(
                                      (_num(cmp.diff), _num(cmp.ci_low), _num(cmp.ci_high), _num(cmp.p),
-                                      _num(cmp.p_holm)) if cmp is not None else ("",) * 5)])
+                                      _num(cmp.p_holm)) if cmp is not None else ("",) * 5),
+                                 csv_text(stat.picked)])
     return buffer.getvalue()
 
 
