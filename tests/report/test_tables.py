@@ -195,6 +195,8 @@ def test_csv_markdown_files(tmp_path, suite):
     assert icv["best"] == "1" and icv["n_paired"] == "3" and float(icv["diff"]) == pytest.approx(0.04)
     assert float(icv["p_holm"]) == pytest.approx(float(icv["p"]))
     assert float(icv["diff_ci_low"]) < 0.04 < float(icv["diff_ci_high"])
+    page = paths.html.read_text(encoding="utf-8")
+    assert 'class="wide stats"' in page and "Δ vs Softmax [95% CI], p (Holm)" in page
     for key in ("featspace", "torch", "device (report)", "date"):
         assert f"| {key} |" in md
 
