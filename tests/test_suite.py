@@ -51,12 +51,17 @@ def test_icv_fashion_matrix_is_the_papers():
                 cell.config.schedule, cell.config.dataset) == ("adam", 0.001, 256, 20, "none", "fashion_mnist")
 
 
-def test_hasep_grid_is_ten_by_ten_per_head_plus_softmax():
-    cells = load_suite("hasep-grid").expand()
+def test_hasep_grid_is_a_coarse_grid_of_both_heads_plus_softmax_and_lace_arcface():
+    suite = load_suite("hasep-grid")
+    cells = suite.expand()
     grid = {(c.config.head, c.config.head_params.get("scale"), c.config.head_params.get("margin")) for c in cells}
-    margins = [round(0.1 * k, 1) for k in range(1, 11)]
-    assert {(h, s, m) for h in ("hasep", "arcface") for s in range(1, 11) for m in margins} <= grid
-    assert ("softmax", None, None) in grid and len(grid) == 201
+    margins = (0.1, 0.4, 0.7, 1.0)
+    assert {(h, s, m) for h in ("hasep", "arcface") for s in (1, 4, 7, 10) for m in margins} <= grid
+    assert ("softmax", None, None) in grid and ("arcface", 30.0, 0.05) in grid and len(grid) == 34
+    assert len(cells) == 34 * 3 and suite.seeds == [0, 1, 2]
+    cifar = {(c.config.head, c.config.head_params.get("scale"), c.config.head_params.get("margin"))
+             for c in load_suite("hasep-grid-cifar10").expand()}
+    assert len(cifar) == 201  # the paper's full 10 x 10 grid per head
 
 
 def test_pod_sweep_shares_the_default_width_cell():
@@ -111,3 +116,54 @@ def test_bad_cell_config_names_the_suite():
         suite.expand()
     with pytest.raises(ValueError, match="unknown suite"):
         load_suite("no-such-suite")
+
+
+def test_a_suite_without_tables_gets_a_default_table_of_its_axes(tmp_path):
+    from featspace.report.build import collect_report
+    from featspace.rundir import RunIndex, new_run_dir
+
+    suite = parse_suite({"name": "bare", "recipe": "digits-demo",
+                         "matrix": {"head": ["softmax", "nca"], "embedding_dim": [2, 4]}})
+    (table,) = suite.tables
+    assert table["rows"] == ["head", "embedding_dim"] and "default table" in table["title"]
+    assert [m["key"] for m in table["metrics"]][:2] == ["accuracy", "ncc_accuracy"]
+    index = RunIndex(tmp_path)
+    for cell in suite.expand():
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite="bare", cell=cell.key)
+        index.finish(run_id, {"accuracy": 0.5})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    assert len(report.tables) == 1 and report.tables[0].cells[0][0].mean == 50.0
+
+
+def test_a_table_that_leaves_an_axis_out_is_an_error_naming_it():
+    raw = {"name": "s", "recipe": "digits-demo", "matrix": {"head": ["softmax", "nca"], "embedding_dim": [2, 4]},
+           "tables": [{"title": "T", "rows": ["head"], "metrics": ["accuracy"]}]}
+    with pytest.raises(ValueError, match="table 'T' holds no cell of the matrix: it leaves axis 'embedding_dim' out"):
+        parse_suite(raw)
+    raw["tables"][0]["where"] = {"embedding_dim": 4}  # pinned by where: fine
+    parse_suite(raw)
+    raw["tables"][0]["where"] = {"embedding_dim": 8}
+    with pytest.raises(ValueError, match="its 'where' matches no combination"):
+        parse_suite(raw)
+    # a second block whose axes the table covers is enough (pod-ablation's Table 4 leaves out the width sweep)
+    parse_suite({"name": "s", "recipe": "digits-demo",
+                 "matrix": [{"head": ["softmax", "pod"]}, {"head": ["pod"], "embedding_dim": [8, 16]}],
+                 "tables": [{"title": "T", "rows": ["head"], "metrics": ["accuracy"]}]})
+
+
+def test_reference_rows_are_validated_at_load_time():
+    base = {"name": "s", "recipe": "digits-demo", "matrix": {"head": [{"label": "CE", "head": "softmax"}, "nca"]},
+            "tables": [{"title": "T", "rows": ["head"], "metrics": ["accuracy"]},
+                       {"title": "U", "rows": ["head"], "metrics": ["accuracy"], "reference": None}]}
+    suite = parse_suite({**base, "reference": "CE"})
+    assert suite.tables[0]["reference"] == "CE" and suite.tables[1]["reference"] is None  # a table's own wins
+    layout = suite.layout()
+    assert parse_table(suite.tables[0], layout).reference == "CE"
+    assert parse_table(suite.tables[1], layout).reference == ""
+    with pytest.raises(ValueError, match="reference 'softmax' is not a row of the table; rows: CE, nca"):
+        parse_suite({**base, "reference": "softmax"})
+    with pytest.raises(ValueError, match="'reference' must be the name of the row"):
+        parse_suite({**base, "reference": 3})
+    with pytest.raises(ValueError, match="reference 'x' is not a row"):
+        parse_table({"title": "T", "rows": ["head"], "metrics": ["accuracy"], "reference": "x"}, layout)

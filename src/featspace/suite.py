@@ -20,7 +20,9 @@ and pass its path). Its fields::
         - {label: Non-Norm., value: false}
         - {label: Norm., value: true}
     axis_names: {head_params.scale: σ}  # display names of axes in tables and figures (default: the axis)
-    tables: [...]                      # see featspace.report.tables
+    reference: Softmax                 # the row every table compares the others with (a table's own
+                                       # ``reference`` wins; default: a row labelled softmax; null: none)
+    tables: [...]                      # see featspace.report.tables (none: one default table of every axis)
     heatmaps: [...]                    # see featspace.report.build
     scatters: [...]
     figures: [...]
@@ -88,7 +90,16 @@ __all__ = [
 ]
 
 _SUITE_KEYS = {"name", "description", "source", "recipe", "set", "seeds", "minutes_per_run", "matrix", "axis_names",
-               "tables", "heatmaps", "scatters", "figures", "notes", "fewshot"}
+               "tables", "heatmaps", "scatters", "figures", "notes", "fewshot", "reference"}
+
+#: the metrics of the table a suite without ``tables`` gets (a metric no run has shows as "-")
+DEFAULT_TABLE_METRICS = [
+    {"key": "accuracy", "name": "accuracy (%)", "scale": 100, "format": ".2f"},
+    {"key": "ncc_accuracy", "name": "NCC acc. (%)", "scale": 100, "format": ".2f"},
+    {"key": "silhouette", "name": "silhouette", "format": ".3f"},
+    {"key": "davies_bouldin", "name": "Davies-Bouldin", "format": ".2f", "higher_is_better": False},
+    {"key": "d_em", "name": "D_EM (deg)", "format": ".1f"},
+]
 
 #: the settings a suite's ``fewshot`` section may give: the keyword arguments of
 #: ``featspace.train.evaluate_fewshot`` that define what is measured (each checked by ``_parse_fewshot``)
@@ -305,7 +316,7 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
         seeds=_seed_list(raw.get("seeds", 1)),
         minutes_per_run=float(minutes) if minutes is not None else None,
         blocks=blocks,
-        tables=list(raw.get("tables") or []),
+        tables=[dict(t) if isinstance(t, dict) else t for t in raw.get("tables") or []],  # copies: defaults go in
         heatmaps=list(raw.get("heatmaps") or []),
         scatters=list(raw.get("scatters") or []),
         figures=as_list(raw.get("figures")),
@@ -317,6 +328,16 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
     for kind in ("tables", "heatmaps", "scatters", "figures"):
         if not all(isinstance(t, dict) for t in getattr(suite, kind)):
             raise ValueError(f"{where}: every entry of '{kind}' must be a mapping")
+    reference = raw.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise ValueError(f"{where}: 'reference' must be the name of the row every table compares with (e.g. "
+                         f"Softmax), got {reference!r}")
+    if not suite.tables and suite.axes:
+        # without tables a report would show no numbers and say nothing: one row per configuration instead
+        suite.tables = [{"title": "Results (default table: the suite defines no tables)",
+                         "rows": [a.name for a in suite.axes], "metrics": [dict(m) for m in DEFAULT_TABLE_METRICS],
+                         "note": "The suite has no 'tables' section: every axis of its matrix is a row axis and the "
+                                 "metrics are featspace's main ones."}]
     axis_names = {a.name for a in suite.axes}
     for table in suite.tables:
         for key in ("rows", "columns"):
@@ -324,7 +345,58 @@ def parse_suite(raw: dict[str, Any], *, default_name: str = "suite", path: Path 
             if missing:
                 raise ValueError(f"{where}: table {table.get('title', '')!r} uses unknown axis {missing[0]!r} in "
                                  f"'{key}'; axes: {', '.join(sorted(axis_names))}")
+        select = table.get("select")
+        if isinstance(select, dict):
+            missing = [a for a in as_list(select.get("axes")) if a not in axis_names]
+            if missing:
+                raise ValueError(f"{where}: table {table.get('title', '')!r} selects over unknown axis {missing[0]!r}; "
+                                 f"axes: {', '.join(sorted(axis_names))}")
+        if reference is not None and "reference" not in table:
+            table["reference"] = reference
+        _check_table_covers_cells(suite, table, where)
     return suite
+
+
+def _where_clauses(raw: Any) -> list[dict[str, list[str | None]]]:
+    clauses = raw if isinstance(raw, list) else ([raw] if raw else [])
+    return [{str(k): [None if x is None else label_text(x) for x in as_list(v)] if v is not None else [None]
+             for k, v in clause.items()} for clause in clauses if isinstance(clause, dict)]
+
+
+def _check_table_covers_cells(suite: Suite, table: dict[str, Any], where: str) -> None:
+    """A table must hold some cell of the matrix: a cell belongs to it when each of its axes is a row, a column or a
+    ``where`` key of the table and its labels pass ``where`` (``featspace.report.tables``). A table that leaves an
+    axis out would print "no finished runs yet" over finished runs, so name the axis now. Also checks that the
+    table's ``reference`` (or the suite's) is one of its rows."""
+    title = table.get("title", "")
+    rows = [str(a) for a in as_list(table.get("rows"))]
+    clauses = _where_clauses(table.get("where"))
+    select = table.get("select") if isinstance(table.get("select"), dict) else {}
+    covered = (set(rows) | {str(a) for a in as_list(table.get("columns"))} | {k for c in clauses for k in c}
+               | {str(a) for a in as_list(select.get("axes"))})
+    held: list[dict[str, str]] = []
+    left_out: list[str] = []
+    for labels, _ in suite._combinations():
+        if not set(labels) <= covered:
+            left_out.extend(a for a in labels if a not in covered and a not in left_out)
+            continue
+        if not clauses or any(all(labels.get(a) in wanted for a, wanted in c.items()) for c in clauses):
+            held.append(labels)
+    if not held:
+        if left_out:
+            raise ValueError(f"{where}: table {title!r} holds no cell of the matrix: it leaves axis "
+                             f"{left_out[0]!r} out of its rows, columns and where; add it to 'rows' or 'columns', "
+                             f"or pick one of its labels with 'where'")
+        raise ValueError(f"{where}: table {title!r} holds no cell of the matrix: its 'where' matches no "
+                         f"combination of labels")
+    reference = table.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise ValueError(f"{where}: table {title!r}: 'reference' must be a row name (labels joined ' / ') or null")
+    if reference:
+        names = list(dict.fromkeys(" / ".join(x for x in (labels.get(a, "") for a in rows) if x) for labels in held))
+        if reference not in names:
+            raise ValueError(f"{where}: table {title!r}: reference {reference!r} is not a row of the table; rows: "
+                             f"{', '.join(names)}")
 
 
 def _positive_int(value: Any) -> bool:

@@ -9,9 +9,10 @@ import math
 import statistics
 
 import pytest
+from scipy import stats as scipy_stats
 
 from featspace.report.build import build_report, collect_report
-from featspace.report.tables import MetricSpec, Stat, parse_paper_value, parse_table, rank_column
+from featspace.report.tables import CSV_COLUMNS, MetricSpec, Stat, parse_paper_value, parse_table, rank_column
 from featspace.rundir import RunIndex, new_run_dir
 from featspace.suite import parse_suite
 
@@ -91,16 +92,26 @@ def test_mean_std_over_seeds_in_the_paper_layout(tmp_path, suite):
     assert "mean ± std over n = 3 runs" in table.caption and "pool" not in table.caption
 
 
-def test_best_bold_second_underlined_respecting_direction(tmp_path, suite):
+def test_best_marks_respect_direction_and_significance(tmp_path, suite):
     populate(tmp_path, suite)
     report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
     sweep = report.tables[1]
     assert [sweep.row_name(r) for r in range(len(sweep.row_labels))] == ["0.5", "0.05"]
     headers = [c.header(with_metric=True) for c in sweep.columns]
     assert headers == ["accuracy", "davies_bouldin"]
-    # accuracy: 0.57 (lam 0.05) beats 0.52; Davies-Bouldin, lower is better: 1.43 beats 1.48
-    assert [row[0] for row in sweep.ranks] == [2, 1]
-    assert [row[1] for row in sweep.ranks] == [2, 1]
+    # accuracy: 0.57 (lam 0.05) beats 0.52 by 0.05 on every seed (significant); Davies-Bouldin, lower is
+    # better: 1.43 beats 1.48 the same way; no second-best mark for ours
+    assert [row[0] for row in sweep.ranks] == [None, 1]
+    assert [row[1] for row in sweep.ranks] == [None, 1]
+    # Accuracy at 2x1: ICV 0.85/0.86/0.87 vs softmax 0.80/0.82/0.84, differences 0.05, 0.04, 0.03: p = 0.026
+    table = report.tables[0]
+    assert [table.ranks[r][0] for r in range(2)] == [None, 1]
+    assert table.reference == "Softmax"
+    cmp = table.comparisons[1][0]
+    assert cmp.n == 3 and cmp.diff == pytest.approx(0.04) and cmp.p == pytest.approx(
+        scipy_stats.ttest_rel([0.85, 0.86, 0.87], [0.80, 0.82, 0.84]).pvalue)
+    assert cmp.p_holm == pytest.approx(cmp.p)  # one comparison per column: Holm leaves it
+    assert table.comparisons[0][0] is None and "not significantly worse" in table.caption
     text = report.tables[0]
     md = "\n".join(text.text(r, c) for r in range(2) for c in range(4))
     assert "0.820 ± 0.020" in md
@@ -155,7 +166,8 @@ def test_runs_of_other_overrides_are_left_out_with_a_warning(tmp_path, suite):
     assert report.tables[0].cells[0][0].n == 3
     assert any("belong to no cell" in w for w in report.warnings)
     report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out", overrides=["max_epochs=1"])
-    assert report.tables[0].cells[0][0] == Stat(0.0, math.nan, 1)
+    cell = report.tables[0].cells[0][0]
+    assert (cell.mean, cell.n, cell.seeds) == (0.0, 1, ((0, 0.0),)) and math.isnan(cell.std)
 
 
 def test_csv_markdown_files(tmp_path, suite):
@@ -172,7 +184,19 @@ def test_csv_markdown_files(tmp_path, suite):
     md = paths.markdown.read_text()
     assert "| head \\ embedding_dim | 2x1 | 2x1 (paper) | 4x1 | 4x1 (paper) |" in md
     assert "| ICV &lt;b&gt; | **0.860 ± 0.010** |" in md  # labels escaped, best bold
-    assert "<u>0.820 ± 0.020</u>" in md
+    assert "<u>0.820 ± 0.020</u>" not in md and "| Softmax | 0.820 ± 0.020 |" in md  # no "second by a hair"
+    assert "Δ vs Softmax [95% CI], p (Holm)" in md and "| Softmax | [" in md
+    assert set(CSV_COLUMNS) <= set(rows[0])
+    assert (float(first["ci_low"]), float(first["ci_high"])) == pytest.approx(
+        scipy_stats.t.interval(0.95, 2, loc=0.82, scale=scipy_stats.sem([0.80, 0.82, 0.84])))
+    assert first["reference"] == "Softmax" and first["diff"] == "" and first["best"] == "0"
+    icv = next(r for r in rows if r["table"] == "Accuracy" and r["row"] == "ICV <b>" and r["column"] == "2x1"
+               and r["source"] == "ours")
+    assert icv["best"] == "1" and icv["n_paired"] == "3" and float(icv["diff"]) == pytest.approx(0.04)
+    assert float(icv["p_holm"]) == pytest.approx(float(icv["p"]))
+    assert float(icv["diff_ci_low"]) < 0.04 < float(icv["diff_ci_high"])
+    page = paths.html.read_text(encoding="utf-8")
+    assert 'class="wide stats"' in page and "Δ vs Softmax [95% CI], p (Holm)" in page
     for key in ("featspace", "torch", "device (report)", "date"):
         assert f"| {key} |" in md
 
@@ -254,3 +278,52 @@ def test_csv_text_cells_cannot_become_spreadsheet_formulas():
     text = runs_to_csv([Run(id="=evil()", group="g", seed=0, label_sets=[{"head": "+x"}], config={},
                             metrics={"accuracy": -0.5})], ["head"])
     assert text.splitlines()[1] == "'=evil(),g,'+x,0,-0.5,"
+
+
+def test_a_configuration_in_two_blocks_sits_at_its_label_in_a_sweep(tmp_path):
+    """pod-ablation: POD at the recipe's width is a cell of the loss block and of the width sweep; the sweep
+    table shows it at its width, not in a row without a label (and "-" at the width)."""
+    suite = parse_suite({"name": "two-blocks", "recipe": "digits-demo", "seeds": 1,
+                         "matrix": [{"head": ["softmax", "pod"]}, {"head": ["pod"], "embedding_dim": [8, 16]}],
+                         "tables": [{"title": "losses", "rows": ["head"], "metrics": ["accuracy"]},
+                                    {"title": "widths", "rows": ["embedding_dim"], "where": {"head": "pod"},
+                                     "metrics": ["accuracy"]}]})
+    index = RunIndex(tmp_path)
+    for cell in suite.expand():
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        index.finish(run_id, {"accuracy": cell.config.embedding_dim / 100 + (cell.config.head == "pod") * 0.5})
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    losses, widths = report.tables
+    assert [losses.row_name(r) for r in range(2)] == ["softmax", "pod"] and losses.cells[1][0].mean == 0.66
+    assert [widths.row_name(r) for r in range(len(widths.row_labels))] == ["8", "16"]
+    assert [widths.cells[r][0].mean for r in range(2)] == [0.58, 0.66]
+
+
+def test_select_picks_a_setting_on_validation_never_on_test(tmp_path):
+    suite = parse_suite({"name": "pick", "recipe": "digits-demo", "seeds": 3,
+                         "matrix": {"head": ["arcface", "cosface"], "head_params.margin": [0.1, 0.5]},
+                         "tables": [{"title": "picked", "rows": ["head"], "metrics": ["accuracy"],
+                                     "select": {"axes": ["head_params.margin"], "by": "best_val_loss"}}]})
+    index = RunIndex(tmp_path)
+    for cell in suite.expand():
+        head, margin = cell.config.head, cell.config.head_params["margin"]
+        # margin 0.5 has the lower validation loss but the lower test accuracy: it must be the one picked
+        metrics = {"accuracy": (0.8 if margin == 0.1 else 0.7) + 0.01 * cell.seed,
+                   "best_val_loss": 0.5 if margin == 0.1 else 0.3}
+        if head == "cosface":
+            del metrics["best_val_loss"]  # no validation split: nothing to pick on
+        run_id, path = new_run_dir(tmp_path)
+        index.start(run_id, path, cell.config.to_dict(), suite=suite.name, cell=cell.key)
+        index.finish(run_id, metrics)
+    report, _ = collect_report(suite, root=tmp_path, out_dir=tmp_path / "out")
+    (table,) = report.tables
+    arcface, cosface = table.cells
+    assert arcface[0].mean == pytest.approx(0.71) and arcface[0].n == 3 and arcface[0].picked == "0.5"
+    assert cosface[0] is None
+    assert table.text(0, 0) == "0.710 ± 0.010 [0.5]"
+    assert "picked on validation" in table.caption and "1 cells left empty" in table.caption
+    assert "pool" not in table.caption
+    with pytest.raises(ValueError, match="select axis 'head' is also a row"):
+        parse_table({"title": "t", "rows": ["head"], "metrics": ["accuracy"],
+                     "select": {"axes": ["head"], "by": "best_val_loss"}}, suite.layout())

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from featspace.report.model import Report
-from featspace.report.tables import Table
+from featspace.report.tables import Table, statistics_rows
 
 __all__ = ["report_to_html", "table_to_html", "png_data_uri"]
 
@@ -117,6 +117,14 @@ def table_to_html(table: Table) -> str:
              f'<p class="caption">{_e(table.caption)}</p>']
     if table.note:
         parts.append(f'<p class="caption">{_paragraph(table.note)}</p>')
+    statistics = statistics_rows(table)
+    if statistics is not None:
+        header, rows, caption = statistics
+        head = "".join(f"<th>{_e(h)}</th>" for h in header)
+        lines = ["<tr>" + f'<td class="row">{_e(row[0])}</td>' + "".join(f'<td class="num">{_e(x)}</td>'
+                                                                         for x in row[1:]) + "</tr>" for row in rows]
+        parts += [f'<div class="scroll"><table class="wide stats"><thead><tr>{head}</tr></thead><tbody>',
+                  *lines, "</tbody></table></div>", f'<p class="caption">{_e(caption)}</p>']
     return "\n".join(parts)
 
 
