@@ -89,6 +89,23 @@ def test_torch_compile_gives_the_eager_loss_logits_and_gradients(name):
     assert_same_state(head, reference, rtol=0, atol=0)  # updated buffers (centroids, class means) bit for bit
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_torch_jit_trace_of_predict_saves_and_reloads(name, tmp_path):
+    """TorchScript (``featspace export --format torchscript``) records the predict path; a trace cannot hold a
+    Python autograd.Function, so the unit-row normalisation is an expression while tracing."""
+    import warnings
+
+    head = make(name)
+    head(*batch())  # one training step: heads with running statistics have something to score by
+    head.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        torch.jit.save(torch.jit.trace(Predict(head), batch(b=2)[0]), str(tmp_path / "head.pt"))
+        traced = torch.jit.load(str(tmp_path / "head.pt"))
+    x = batch(seed=5)[0]
+    torch.testing.assert_close(traced(x), head.predict(x), rtol=1e-6, atol=1e-6)
+
+
 def test_center_under_inductor_trains_like_eager():
     """The default backend on the head whose forward updates a buffer: the centroids stay exactly those of an
     eager run (the update runs eagerly, outside the graph), the loss and gradients agree to float rounding."""
@@ -117,5 +134,6 @@ def test_capturing_graph_is_false_eagerly_and_checks_still_run():
         return x + 1
 
     torch.compile(probe, backend="eager")(torch.ones(2))
-    torch.jit.trace(probe, torch.ones(2))
+    with pytest.warns(FutureWarning):  # torch.jit's deprecation notice
+        torch.jit.trace(probe, torch.ones(2))
     assert seen[0] and seen[1]
