@@ -4,6 +4,7 @@
     featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR]
     featspace eval RUN_DIR
     featspace predict RUN_DIR IMAGE_OR_FOLDER... [--out predictions.csv] [--top-k K]
+    featspace export RUN_DIR [--format onnx|torchscript|exported-program] [--out FILE] [--no-check]
     featspace demo
     featspace bench SUITE [--seeds N] [--set key=value ...]
     featspace report SUITE|RUN_DIR...
@@ -18,13 +19,13 @@ import argparse
 import os
 import sys
 
-from featspace.commands import bench, demo, evaluate, fewshot, listing, predict, report, train
+from featspace.commands import bench, demo, evaluate, export, fewshot, listing, predict, report, train
 from featspace.signals import Interrupted, handle_signals
 
 __all__ = ["build_parser", "main"]
 
 #: the subcommands, in the order ``featspace --help`` lists them
-COMMANDS = (listing, train, evaluate, predict, demo, bench, report, fewshot)
+COMMANDS = (listing, train, evaluate, predict, export, demo, bench, report, fewshot)
 
 
 def build_parser() -> argparse.ArgumentParser:

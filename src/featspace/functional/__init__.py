@@ -6,6 +6,7 @@ Each submodule holds one family (see its docstring); everything public is re-exp
 
 from featspace.functional.ace import *  # noqa: F403
 from featspace.functional.angular import *  # noqa: F403
+from featspace.functional.capture import *  # noqa: F403
 from featspace.functional.metric import *  # noqa: F403
 from featspace.functional.rows import *  # noqa: F403
 from featspace.functional.subspace import *  # noqa: F403

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from featspace.functional.capture import capturing_graph
 from featspace.functional.rows import class_sums, squared_distances
 
 __all__ = ["nca_loss", "proto_loss"]
@@ -73,7 +74,8 @@ def proto_loss(x: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
     O(n·K·d) with K ≤ n the number of classes in the batch, not O(n·C·d).
     """
     _check_batch(x, y)
-    if num_classes is None or x.device.type == "cpu":
+    # the compaction's shape depends on the label values: inside a graph capture keep all C prototypes
+    if num_classes is None or (x.device.type == "cpu" and not capturing_graph()):
         _, y = torch.unique(y, return_inverse=True)
         num_classes = int(y.max()) + 1 if y.numel() else 1
     return _proto_loss_over_classes(x, y, num_classes)

@@ -60,6 +60,9 @@ def normalize_rows(t: Tensor, eps: float = NORM_EPS) -> Tensor:
     shorter than ``eps`` is divided by ``eps``. Leading dimensions are flattened into rows. First
     derivatives only.
     """
+    if torch.jit.is_tracing():
+        # a TorchScript trace cannot hold a Python autograd.Function: the same forward, as one expression
+        return t * torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(eps).reciprocal()
     if t.dim() == 2:
         return _NormalizeRows.apply(t, eps)
     return _NormalizeRows.apply(t.reshape(-1, t.shape[-1]), eps).reshape(t.shape)

@@ -10,7 +10,10 @@ centroids, fixed centroids, the loss and the decision rule (``shared/DESIGN.md``
 
 Subclasses implement ``compute(x, y)`` and ``scores(x)``; ``forward`` and ``predict`` validate their
 inputs first, so every head raises the same clear ``ValueError`` on a wrong shape, an out-of-range label
-or a non-finite embedding instead of returning a NaN loss.
+or a non-finite embedding instead of returning a NaN loss. The checks are skipped while a graph is being
+captured (``torch.compile``, ``torch.export``, ONNX export, ``torch.jit.trace``: see
+``featspace.functional.capturing_graph``): they read values on the host (a device sync), which a graph cannot
+hold, as timm's and torchvision's checks skip themselves there.
 
 Heads register themselves with ``@register_head("name")`` in :data:`HEADS` (a ``featspace.registry.Registry``);
 ``build(name, embedding_dim, num_classes, **hparams)`` and ``names()`` sit on top, as in timm.
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from featspace import distributed
+from featspace.functional.capture import capturing_graph
 from featspace.heads.hparams import MAX_WEIGHT, integer
 from featspace.registry import Registry, parameters_of
 
@@ -61,6 +65,10 @@ class HeadOutput:
     parts: dict[str, Tensor] = field(default_factory=dict)
 
 
+# a pytree node, so that torch.export (and anything else that flattens outputs) takes a head's forward as it is
+torch.export.register_dataclass(HeadOutput, serialized_type_name="featspace.heads.HeadOutput")
+
+
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     # half-precision embeddings are upcast by the heads (upcast_half) before any squared distance
     return torch.promote_types(dtype, torch.float32)
@@ -77,9 +85,10 @@ class Head(nn.Module):
     """Base class of every head. See the module docstring for the contract.
 
     Attributes set by the base class: ``embedding_dim`` (d) and ``num_classes`` (C).
-    ``validate_inputs`` (default True) runs the checks of :meth:`check_inputs` on every call; the
+    ``validate_inputs`` (default True) runs the checks of :meth:`check_inputs` on every eager call; the
     non-finite check costs one device sync per step, which a user who has validated the pipeline can
-    switch off.
+    switch off. Under ``torch.compile``, ``torch.export``, ONNX export and ``torch.jit.trace`` the checks are
+    skipped whatever its value (``functional.capturing_graph``), so a head compiles and exports with default settings.
     """
 
     #: registry name, filled in by ``register_head``
@@ -96,13 +105,13 @@ class Head(nn.Module):
 
     # ----------------------------------------------------------------------------------- contract
     def forward(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:  # noqa: D102
-        if self.validate_inputs:
+        if self.validate_inputs and not capturing_graph():
             self.check_inputs(embeddings, labels)
         return self.compute(self.as_head_dtype(embeddings), labels)
 
     def predict(self, embeddings: Tensor) -> Tensor:
         """Scores [B, C] for unlabelled embeddings [B, d]; argmax is the prediction."""
-        if self.validate_inputs:
+        if self.validate_inputs and not capturing_graph():
             self.check_inputs(embeddings)
         return self.scores(self.as_head_dtype(embeddings))
 

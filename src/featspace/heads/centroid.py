@@ -181,11 +181,20 @@ class CenterHead(LinearClassifier):
     def learned_centroids(self) -> Tensor:
         return self.centroids
 
+    # Under torch.compile the update runs eagerly, outside the graph (torch.compiler.disable), and the buffer is
+    # replaced by the new tensor instead of overwritten in place. Both keep training exact:
+    # - eager kernels give bit for bit the centroids of an eager run, where a compiled (fused) update could
+    #   round differently and drift over an epoch of updates;
+    # - the compiled loss graph may keep the centroids it read for its backward: an in-place write into them
+    #   after the forward either stops backward ("modified by an inplace operation") or, when the write is
+    #   inside the graph, silently gives the embeddings the gradient of the *new* centroids. A new tensor
+    #   leaves the one the loss read untouched. The buffer stays registered (state_dict, .to(), DDP, which
+    #   re-reads a module's buffers before each broadcast), and the values are those of the old copy_.
+    @torch.compiler.disable
     def update_centroids(self, embeddings: Tensor, labels: Tensor) -> None:
         """Apply the ``update`` rule to the buffer with a (global) batch; no gradient."""
         with torch.no_grad():
-            new = _UPDATE_RULES[self.update](self.centroids, embeddings.detach(), labels, self.alpha)
-            self.centroids.copy_(new)
+            self.centroids = _UPDATE_RULES[self.update](self.centroids, embeddings.detach(), labels, self.alpha)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> HeadOutput:
         y = labels.long()
