@@ -28,6 +28,7 @@ from typing import Any
 from featspace.config import TrainConfig
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
+from featspace.train import tracking
 
 __all__ = ["EXTENDABLE", "RUN_DIR_ENV", "RunResult", "extended_config", "launch_rank", "lost_a_peer", "train"]
 
@@ -130,6 +131,7 @@ def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Pat
     if config is None:
         raise ValueError("train() needs a config or a run directory to resume")
     config.validate()
+    tracking.require_loggers(config)
     if rank > 0:
         shared = run_dir or os.environ.get(RUN_DIR_ENV)
         if shared is None:

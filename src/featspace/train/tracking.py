@@ -26,7 +26,7 @@ from lightning.pytorch import loggers as pl_loggers
 from featspace.config import TrainConfig
 from featspace.rundir import RunDir
 
-__all__ = ["FINAL_PREFIX", "build_loggers", "hyperparameters", "log_final_metrics"]
+__all__ = ["FINAL_PREFIX", "build_loggers", "hyperparameters", "log_final_metrics", "require_loggers"]
 
 #: the prefix of the final metrics in the loggers (``final/accuracy``), apart from the per-epoch curves
 FINAL_PREFIX = "final/"
@@ -35,11 +35,16 @@ FINAL_PREFIX = "final/"
 _NEEDS = {"tensorboard": ("tensorboard", "train"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
 
 
-def _require(name: str) -> None:
-    module, extra = _NEEDS[name]
-    if importlib.util.find_spec(module) is None:
-        raise ValueError(f"loggers: {name} needs the {module} package, which is not installed: "
-                         f"pip install 'featspace[{extra}]' (or leave {name} out of loggers)")
+def require_loggers(config: TrainConfig) -> None:
+    """A one-line ValueError for a logger of ``config.loggers`` whose package is not installed, before a run
+    directory is claimed for it."""
+    for name in config.loggers:
+        if name not in _NEEDS:
+            continue
+        module, extra = _NEEDS[name]
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"loggers: {name} needs the {module} package, which is not installed: "
+                             f"pip install 'featspace[{extra}]' (or leave {name} out of loggers)")
 
 
 def build_loggers(config: TrainConfig, rundir: RunDir) -> list[Any]:
@@ -47,10 +52,9 @@ def build_loggers(config: TrainConfig, rundir: RunDir) -> list[Any]:
 
     ``version=None``: a resumed run logs to version_1, version_2, ... of the CSV and TensorBoard logs instead of
     overwriting version_0."""
+    require_loggers(config)
     loggers: list[Any] = []
     for name in config.loggers:
-        if name in _NEEDS:
-            _require(name)
         if name == "csv":
             loggers.append(pl_loggers.CSVLogger(rundir.path, name="logs", version=None))
         elif name == "tensorboard":
