@@ -1,9 +1,10 @@
 """The ``featspace`` command: it parses the command line and dispatches to ``featspace.commands``.
 
     featspace list [heads|datasets|backbones|recipes|runs]
-    featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR]
+    featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR [--epochs N]]
     featspace eval RUN_DIR
     featspace predict RUN_DIR IMAGE_OR_FOLDER... [--out predictions.csv] [--top-k K]
+    featspace embed RUN_DIR [IMAGE_OR_FOLDER... | --split train|test] [--out FILE.npz] [--tensorboard DIR]
     featspace demo
     featspace bench SUITE [--seeds N] [--set key=value ...]
     featspace report SUITE|RUN_DIR...
@@ -18,13 +19,13 @@ import argparse
 import os
 import sys
 
-from featspace.commands import bench, demo, evaluate, fewshot, listing, predict, report, train
+from featspace.commands import bench, demo, embed, evaluate, fewshot, listing, predict, report, train
 from featspace.signals import Interrupted, handle_signals
 
 __all__ = ["build_parser", "main"]
 
 #: the subcommands, in the order ``featspace --help`` lists them
-COMMANDS = (listing, train, evaluate, predict, demo, bench, report, fewshot)
+COMMANDS = (listing, train, evaluate, predict, embed, demo, bench, report, fewshot)
 
 
 def build_parser() -> argparse.ArgumentParser:
