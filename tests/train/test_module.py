@@ -57,3 +57,37 @@ def test_normalised_cross_entropy_rows_average_unit_embeddings():
         unit = nn.functional.normalize(module.backbone(images), dim=1)
     expected = torch.stack([unit[labels == k].mean(0) for k in range(3)])
     torch.testing.assert_close(module.centroid_history[-1], expected)
+
+
+class _Recorder(L.Callback):
+    """What the history callback sees: the epoch metrics at ``on_train_epoch_end``."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.rows.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+def test_epoch_means_are_batch_size_weighted_and_seen_by_callbacks_even_when_max_steps_ends_an_epoch():
+    """The epoch loss is the mean over samples (batches of 16, 16, 16, 12), computed from the module's own sums,
+    and reaches a callback's on_train_epoch_end — also for the partial epoch that max_steps cuts short."""
+    torch.manual_seed(0)
+    images, labels = torch.randn(60, 1, 2, 3), torch.arange(60) % 3
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(6, 2))
+    backbone.requires_grad_(False)
+    head = heads.build("softmax", 2, 3)
+    config = TrainConfig(embedding_dim=2, max_epochs=1, batch_size=16)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=16, shuffle=False)
+    with torch.no_grad():
+        losses = torch.nn.functional.cross_entropy(head(backbone(images), labels).logits, labels, reduction="none")
+    for max_steps, expected in ((-1, losses.mean()), (6, losses[:32].mean())):
+        module = FeatureModule(backbone, head, config, steps_per_epoch=4)
+        module.configure_optimizers = lambda: torch.optim.SGD(head.parameters(), lr=0.0)  # nothing changes
+        recorder = _Recorder()
+        trainer = L.Trainer(max_epochs=2, max_steps=max_steps, accelerator="cpu", devices=1, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[recorder])
+        trainer.fit(module, loader)
+        assert len(recorder.rows) == 2 and all("train_loss" in row and "train_acc" in row for row in recorder.rows)
+        torch.testing.assert_close(torch.tensor(recorder.rows[-1]["train_loss"]), expected)
