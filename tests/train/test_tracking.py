@@ -108,7 +108,7 @@ def test_csv_logs_and_every_other_logger_get_the_same_run(tracked_run):
     wandb, mlflow = made
     assert wandb.kwargs["name"] == result.run_id and wandb.kwargs["project"] == "featspace"
     assert mlflow.kwargs["run_name"] == result.run_id and mlflow.kwargs["experiment_name"] == "featspace"
-    assert mlflow.kwargs["tracking_uri"] == (result.path.parent / "mlruns").resolve().as_uri()
+    assert mlflow.kwargs["tracking_uri"] == f"sqlite:///{(result.path.parent / 'mlflow.db').resolve()}"
     for logger in made:
         assert logger.hparams[0] == hyperparameters(RunDir(result.path).read_config())
         assert any("lr-Adam" in "".join(m) for m, _ in logger.metrics)
@@ -151,3 +151,26 @@ def test_trainer_predict_returns_the_scores_and_embeddings_of_the_evaluation(tra
     images, _ = next(iter(datamodule.test_dataloader()))
     only_images = module.predict_step(images[:3], 0)  # a batch without labels
     assert only_images["scores"].shape == (3, 10) and only_images["embeddings"].shape == (3, 8)
+
+
+@pytest.mark.slow
+def test_wandb_offline_and_mlflow_for_real_where_they_are_installed(tmp_path, monkeypatch):
+    """The optional extras themselves (`make test` installs them): W&B in offline mode, MLflow in a SQLite store."""
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = load_recipe("digits-demo", {"max_epochs": 1, "tsne": False, "embedding_dim": 8,
+                                         "loggers": ["wandb", "mlflow"]})
+    result = train(config, run_dir=tmp_path / "run", progress=False)
+    (offline,) = (result.path / "wandb").glob("offline-run-*/*.wandb")
+    assert offline.stat().st_size > 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("featspace").experiment_id])
+    assert run.info.run_name == "run" and run.info.status == "FINISHED"
+    assert run.data.params["head"] == "softmax" and run.data.params["max_epochs"] == "1"
+    assert run.data.metrics["final/accuracy"] == pytest.approx(result.metrics["accuracy"])
+    assert any(key.startswith("lr-Adam") for key in run.data.metrics)

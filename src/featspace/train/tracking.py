@@ -9,7 +9,8 @@ metrics in them.
 
 Weights & Biases and MLflow are optional extras (``pip install 'featspace[wandb]'`` / ``'featspace[mlflow]'``) and
 are configured as their own tools are: ``WANDB_MODE=offline``, ``WANDB_PROJECT`` (default ``featspace``),
-``MLFLOW_TRACKING_URI`` (default ``file:<run root>/mlruns``), ``MLFLOW_EXPERIMENT_NAME`` (default ``featspace``).
+``MLFLOW_TRACKING_URI`` (default ``sqlite:///<run root>/mlflow.db``), ``MLFLOW_EXPERIMENT_NAME`` (default
+``featspace``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lightning.pytorch import loggers as pl_loggers
+from lightning.pytorch.loggers.wandb import WandbLogger
 
 from featspace.config import TrainConfig
 from featspace.rundir import RunDir
@@ -61,15 +63,23 @@ def build_loggers(config: TrainConfig, rundir: RunDir) -> list[Any]:
             # no placeholder hp_metric: the HParams entry is written once the real metrics are known
             loggers.append(pl_loggers.TensorBoardLogger(rundir.path, name="tensorboard", version=None,
                                                         default_hp_metric=False))
-        elif name == "wandb":
-            loggers.append(pl_loggers.WandbLogger(name=rundir.name, save_dir=str(rundir.path),
-                                                  project=os.environ.get("WANDB_PROJECT", "featspace")))
-        elif name == "mlflow":
-            uri = os.environ.get("MLFLOW_TRACKING_URI") or (rundir.path.parent.resolve() / "mlruns").as_uri()
-            loggers.append(pl_loggers.MLFlowLogger(
-                experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "featspace"), run_name=rundir.name,
-                tracking_uri=uri))
+        else:
+            try:
+                loggers.append(_tracker(name, rundir))
+            except Exception as err:  # noqa: BLE001 (a tracker's own errors: a bad URI, a store it refuses)
+                first = " ".join(str(err).split())[:300]
+                raise ValueError(f"loggers: {name} could not start ({type(err).__name__}: {first})") from None
     return loggers
+
+
+def _tracker(name: str, rundir: RunDir) -> Any:
+    if name == "wandb":
+        return pl_loggers.WandbLogger(name=rundir.name, save_dir=str(rundir.path),
+                                      project=os.environ.get("WANDB_PROJECT", "featspace"))
+    # one database beside the run index for every run under the root (MLflow 3 refuses a file store)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{rundir.path.parent.resolve() / 'mlflow.db'}"
+    return pl_loggers.MLFlowLogger(experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "featspace"),
+                                   run_name=rundir.name, tracking_uri=uri)
 
 
 def _flat(prefix: str, values: Mapping[str, Any], out: dict[str, Any]) -> None:
@@ -101,7 +111,8 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def log_final_metrics(loggers: Iterable[Any], config: TrainConfig, metrics: Mapping[str, Any], step: int) -> None:
     """Record a finished run's metrics (metrics.json, after the evaluation) at optimiser step ``step``: as the
-    HParams metrics in TensorBoard, as ``final/<key>`` values in every other logger; then flush and close."""
+    HParams metrics in TensorBoard, as ``final/<key>`` values in every other logger; then flush and close them
+    (a W&B run is finished)."""
     final = _numbers(metrics)
     for logger in loggers:
         if isinstance(logger, pl_loggers.TensorBoardLogger):
@@ -109,3 +120,6 @@ def log_final_metrics(loggers: Iterable[Any], config: TrainConfig, metrics: Mapp
         else:
             logger.log_metrics(final, step=step)
         logger.finalize("success")
+        if isinstance(logger, WandbLogger):
+            # Lightning leaves the W&B run open until the process ends; a bench trains many runs in one process
+            logger.experiment.finish()
