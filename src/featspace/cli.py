@@ -1,9 +1,10 @@
 """The ``featspace`` command: it parses the command line and dispatches to ``featspace.commands``.
 
     featspace list [heads|datasets|backbones|recipes|runs]
-    featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR]
+    featspace train [RECIPE] [--head H] [--dataset D] [--set key=value ...] [--resume RUN_DIR [--epochs N]]
     featspace eval RUN_DIR
     featspace predict RUN_DIR IMAGE_OR_FOLDER... [--out predictions.csv] [--top-k K]
+    featspace embed RUN_DIR [IMAGE_OR_FOLDER... | --split train|test] [--out FILE.npz] [--tensorboard DIR]
     featspace export RUN_DIR [--format onnx|torchscript|exported-program] [--out FILE] [--no-check]
     featspace demo
     featspace bench SUITE [--seeds N] [--set key=value ...]
@@ -19,13 +20,27 @@ import argparse
 import os
 import sys
 
-from featspace.commands import bench, demo, evaluate, export, fewshot, listing, predict, report, train
+from featspace.commands import bench, demo, embed, evaluate, export, fewshot, listing, predict, report, train
 from featspace.signals import Interrupted, handle_signals
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "EXTRAS", "build_parser", "main", "missing_extra"]
 
 #: the subcommands, in the order ``featspace --help`` lists them
-COMMANDS = (listing, train, evaluate, predict, export, demo, bench, report, fewshot)
+COMMANDS = (listing, train, evaluate, predict, embed, export, demo, bench, report, fewshot)
+
+#: top-level module -> the extra of featspace that installs it (``pip install featspace`` installs torch alone)
+EXTRAS = {**dict.fromkeys(("lightning", "torchvision", "timm", "scipy", "sklearn", "matplotlib", "yaml", "numpy",
+                           "PIL", "tensorboard", "tqdm"), "train"),
+          **dict.fromkeys(("onnx", "onnxruntime", "onnxscript"), "export"), "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """The line for a command that needs an extra which is not installed, or None for another missing module."""
+    module = (err.name or "").split(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return f"this command needs featspace[{extra}] ({module} is not installed): pip install 'featspace[{extra}]'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except ValueError as err:
         print(f"featspace {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        line = missing_extra(err)
+        if line is None:  # not one of featspace's dependencies: a broken install, whose traceback says more
+            raise
+        print(f"featspace {args.command}: error: {line}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `featspace list | head`: the reader left; nothing to report (Python's advice)
         devnull = os.open(os.devnull, os.O_WRONLY)

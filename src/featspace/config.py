@@ -30,6 +30,7 @@ from featspace.heads import hparams
 from featspace.io import load_yaml, read_yaml
 
 __all__ = [
+    "LOGGERS",
     "NON_RESULT_FIELDS",
     "TrainConfig",
     "apply_overrides",
@@ -46,6 +47,10 @@ __all__ = [
     "recipe_names",
     "shipped_names",
 ]
+
+
+#: the experiment trackers a run can log to (``TrainConfig.loggers``), each one of Lightning's loggers
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -95,6 +100,9 @@ class TrainConfig:
     # evaluation and artefacts
     tsne: bool = True                       # t-SNE plot after training (seconds on CPU for ≤3000 points)
     eval_max_samples: int = 10000           # cap on samples for cluster validity / pair statistics
+    # experiment tracking through Lightning's loggers: any of "csv" (RUN/logs), "tensorboard" (RUN/tensorboard),
+    # "wandb" and "mlflow" (optional extras, configured by their own environment variables)
+    loggers: list[str] = field(default_factory=lambda: list(LOGGERS[:2]))
     recipe: str | None = None               # the recipe this config came from (informational)
     notes: str = ""
 
@@ -148,6 +156,15 @@ def _milestones(name: str, value: object) -> None:
         hparams.integer(name, milestone, low=0, hint="each milestone")
 
 
+def _loggers(name: str, value: object) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of loggers (any of {', '.join(LOGGERS)}), got {value!r}")
+    for item in value:
+        hparams.choice(name, item, LOGGERS)
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} names a logger twice: {value!r}")
+
+
 def _devices(name: str, value: object) -> None:
     # what Lightning accepts: a count >= 1, -1 (all), "auto", or a list of device indices "0,1"
     if isinstance(value, str):
@@ -198,6 +215,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "eval_max_samples": lambda name, value: hparams.integer(name, value, low=2),
     "seed": lambda name, value: hparams.integer(name, value),
     "milestones": _milestones,
+    "loggers": _loggers,
     "devices": _devices,
     **_booleans("download", "nesterov", "head_weight_decay", "augment", "deterministic", "sync_batchnorm", "tsne"),
     **_non_negative_ints("warmup_epochs", "episode_ways", "episode_shots", "max_epochs", "max_steps",
@@ -350,7 +368,7 @@ def as_list(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------- the identity of a config
 #: config fields that never change what a run computes, left out of the cell hash
-NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne")
+NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne", "loggers")
 
 
 def _canonical(value: Any) -> Any:

@@ -4,3 +4,6 @@
 A command module imports at its top only what its parser needs (argparse); what it runs — torch, Lightning,
 matplotlib, through ``featspace.train`` or ``featspace.report`` — is imported inside ``run``, so that
 ``featspace --help`` and ``featspace list`` answer in well under a second instead of loading all of them."""
+
+#: the command modules (``from featspace.commands import *`` imports them; each is light)
+__all__ = ["bench", "demo", "embed", "evaluate", "fewshot", "listing", "predict", "report", "train"]

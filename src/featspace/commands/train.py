@@ -1,4 +1,5 @@
-"""``featspace train [RECIPE] [--head H] ... [--set key=value ...] [--resume RUN_DIR]``: one run, then its figures.
+"""``featspace train [RECIPE] [--head H] ... [--set key=value ...] [--resume RUN_DIR [--epochs N]]``: one run, then its
+figures.
 
 Typed options (``--epochs 3``, ``--lr 0.1``) go into the config as the values argparse parsed; only ``--set``
 strings are parsed as YAML (``featspace.config.parse_overrides``).
@@ -14,7 +15,7 @@ from featspace.commands._output import print_run
 if TYPE_CHECKING:
     from featspace.config import TrainConfig
 
-__all__ = ["add_parser", "config_from_args", "run"]
+__all__ = ["add_parser", "config_from_args", "resume_extension", "run"]
 
 #: options that set the config field of the same name
 _FIELDS = ("head", "dataset", "backbone", "seed", "data_dir", "devices", "strategy", "num_nodes", "accelerator",
@@ -44,7 +45,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs", help="directory of run directories and their index")
     p.add_argument("--run-dir", dest="run_dir", help="name the run directory (give every process the same one "
                    "under torchrun / SLURM / several nodes); default: a fresh one under --root")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint; with "
+                   "--epochs N, train a finished (or interrupted) run on to N epochs and evaluate it again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (metrics are still computed)")
     p.set_defaults(func=run)
@@ -71,23 +73,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return load_recipe(args.recipe, overrides)
 
 
-def _refuse_overrides_on_resume(args: argparse.Namespace) -> None:
-    """A resumed run continues with its own config (its checkpoint was made with it); an option that would change
-    the config is an error, never silently ignored."""
+def resume_extension(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--resume`` may change: the run's length (``--epochs N``, ``--set max_epochs=N``, or ``--set
+    max_steps=N`` for a run that counts steps), as ``train(extend=...)`` takes it. A resumed run otherwise continues
+    with its own config (its checkpoint was made with it); an option that would change it is an error, never
+    silently ignored."""
+    from featspace.config import parse_overrides
+    from featspace.train.run import EXTENDABLE
+
     given = [f"--{name.replace('_', '-')}" for name in _FIELDS if getattr(args, name, None) is not None]
-    given += [flag for flag, value in (("RECIPE", args.recipe), ("--epochs", args.epochs), ("--set", args.set),
-                                       ("--download", args.download), ("--run-dir", args.run_dir)) if value]
+    given += [flag for flag, value in (("RECIPE", args.recipe), ("--download", args.download),
+                                       ("--run-dir", args.run_dir)) if value]
+    extend: dict[str, Any] = {}
+    for key, value in parse_overrides(args.set or []):
+        if key in EXTENDABLE:
+            extend[key] = value
+        elif "--set" not in given:
+            given.append("--set")
+    if args.epochs is not None:
+        if extend.get("max_epochs", args.epochs) != args.epochs:
+            raise ValueError(f"--epochs {args.epochs} and --set max_epochs={extend['max_epochs']} disagree")
+        extend["max_epochs"] = args.epochs
     if given:
         raise ValueError(f"--resume continues a run with the config it was started with; {', '.join(given)} "
-                         "would change it: start a new run instead")
+                         "would change it (only its length can grow: --epochs N): start a new run instead")
+    return extend
 
 
 def run(args: argparse.Namespace) -> int:
     from featspace.train import train
 
     if args.resume:
-        _refuse_overrides_on_resume(args)
-        result = train(resume=args.resume, progress=not args.no_progress)
+        result = train(resume=args.resume, extend=resume_extension(args), progress=not args.no_progress)
     else:
         result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)
     if result.metrics:  # the process that evaluated the run (rank 0)

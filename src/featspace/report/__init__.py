@@ -9,3 +9,18 @@ training or benches.
 
 Submodules are imported on use, so importing ``featspace.report`` does not load matplotlib.
 """
+
+from typing import Any
+
+__all__ = ["build_report", "draw_run_figures"]
+
+#: public name -> its submodule, imported on first use
+_LAZY = {"build_report": "build", "draw_run_figures": "run_figures"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"featspace.report.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'featspace.report' has no attribute {name!r}")

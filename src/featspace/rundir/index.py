@@ -172,11 +172,14 @@ class RunIndex:
                  code_version(), json.dumps(config, sort_keys=True), suite, cell),
             )
 
-    def resume(self, run_id: str) -> None:
-        """Mark an interrupted run as running again, owned by this process."""
+    def resume(self, run_id: str, config: dict[str, Any] | None = None) -> None:
+        """Mark an interrupted run (or a finished one being extended, with its new ``config``) as running again,
+        owned by this process."""
         with self._connect() as db:
             db.execute("UPDATE runs SET status = 'running', host = ?, pid = ?, error = NULL, finished = NULL "
                        "WHERE id = ?", (socket.gethostname(), os.getpid(), run_id))
+            if config is not None:
+                db.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config, sort_keys=True), run_id))
 
     def finish(self, run_id: str, metrics: dict[str, Any]) -> None:
         with self._connect() as db:

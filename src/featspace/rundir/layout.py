@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from featspace.config import TrainConfig
-from featspace.io import atomic_path, read_json, read_yaml, write_json
+from featspace.io import atomic_path, read_json, read_yaml, write_json, write_text
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -228,6 +228,12 @@ class RunDir:
             return arrays["centroids"], str(arrays["source"])
 
     # ------------------------------------------------------------------------------------------ writers
+    def write_config(self, config: TrainConfig) -> None:
+        """Replace the config of a claimed run (atomically): a run extended to more epochs records its new length."""
+        if not self.is_run():
+            raise FileNotFoundError(f"{self.path} is not a featspace run directory (no {CONFIG})")
+        write_text(self.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics_path, metrics)
 

@@ -2,7 +2,7 @@
 
     seed ─► data, backbone, head ─► FeatureModule ─► checkpoints, history, early stopping, loggers
          ─► Lightning fit (resumed from a checkpoint when given) ─► best weights (early stopping)
-         ─► ``featspace.train.evaluate.evaluate_and_save``
+         ─► ``featspace.train.evaluate.evaluate_and_save`` ─► final metrics to the loggers (``tracking``)
 
 It knows nothing of the index or of ranks beyond Lightning's own: the bookkeeping of a run (claiming its
 directory, resuming, the index row, which process writes what) is ``featspace.train.run``'s.
@@ -17,17 +17,18 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from featspace import signals
 from featspace.config import TrainConfig
 from featspace.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir
+from featspace.train import tracking
 from featspace.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
 from featspace.train.evaluate import evaluate_and_save
 from featspace.train.history import HistoryWriter
@@ -46,6 +47,7 @@ class Fitted:
     module: FeatureModule
     datamodule: Any
     training: dict[str, float]
+    loggers: list[Any] = field(default_factory=list)  # the run's experiment trackers, for its final metrics
 
 
 def quiet_lightning() -> None:
@@ -160,18 +162,17 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
     if config.early_stopping_patience and has_val:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, mode="min"))
     callbacks.extend(_pause_callbacks())
-    # version=None: a resumed run logs to version_1, version_2, ... instead of overwriting version_0
-    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(rundir.path, name="logs", version=None)]
-    try:
-        loggers.append(L.pytorch.loggers.TensorBoardLogger(rundir.path, name="tensorboard", version=None))
-    except ModuleNotFoundError:  # tensorboard is a dependency, but a trimmed install should still train
-        pass
+    loggers = tracking.build_loggers(config, rundir)
+    if loggers:  # Lightning's LearningRateMonitor refuses a trainer without a logger
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    for logger in loggers:
+        logger.log_hyperparams(tracking.hyperparameters(config))
     trainer = L.Trainer(
         max_epochs=-1 if config.max_steps else config.max_epochs,
         max_steps=config.max_steps or -1,
         accelerator=config.accelerator, devices=config.devices, num_nodes=config.num_nodes,
         strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
-        callbacks=callbacks, logger=loggers, default_root_dir=rundir.path,
+        callbacks=callbacks, logger=loggers or False, default_root_dir=rundir.path,
         plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False,
         sync_batchnorm=config.sync_batchnorm and _uses_cuda(config) and _several_processes(config),
         gradient_clip_val=config.gradient_clip or None, log_every_n_steps=max(1, min(50, steps_per_epoch)),
@@ -198,7 +199,7 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
         "train_seconds": train_seconds, "final_train_acc": float(last.get("train_acc", float("nan"))),
         "best_val_loss": float(best_score) if best_score is not None else float("nan"),
     }
-    return Fitted(module, datamodule, training)
+    return Fitted(module, datamodule, training, loggers)
 
 
 def fit_and_evaluate(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *,
@@ -207,4 +208,6 @@ def fit_and_evaluate(config: TrainConfig, rundir: RunDir, checkpoint: str | None
     fitted = fit(config, rundir, checkpoint, progress=progress)
     if fitted is None:
         return None
-    return evaluate_and_save(fitted.module, fitted.datamodule, config, rundir, fitted.training)
+    metrics = evaluate_and_save(fitted.module, fitted.datamodule, config, rundir, fitted.training)
+    tracking.log_final_metrics(fitted.loggers, config, metrics, step=int(fitted.training["steps"]))
+    return metrics

@@ -152,6 +152,15 @@ class FeatureModule(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "val")
 
+    def predict_step(self, batch: Tensor | tuple[Tensor, ...] | list[Tensor], batch_idx: int,
+                     dataloader_idx: int = 0) -> dict[str, Tensor]:
+        """``trainer.predict``: for images [B, C, H, W] (normalised as the training loader gives them), or an
+        (images, labels, ...) batch, the ``embeddings`` [B, d] and the head's ``scores`` [B, C] (its ``predict``,
+        whose argmax is the class; no labels needed), in float32."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        embeddings = self.backbone(images)
+        return {"embeddings": embeddings.float(), "scores": self.head.predict(embeddings).float()}
+
     def _accumulate_class_sums(self, embeddings: Tensor, labels: Tensor) -> None:
         """Add a batch's feature-space embeddings [B, d'] to the per-class sums of the epoch (float32)."""
         if self._class_sums is None:

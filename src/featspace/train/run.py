@@ -6,8 +6,10 @@
 
 Checkpoints are written every epoch (atomically); ``train(resume=RUN_DIR)`` continues a killed run from its
 last checkpoint and, because every epoch re-seeds from (seed, epoch), reaches the same final metrics as an
-uninterrupted run. A run that raises is marked "failed", one that is interrupted "interrupted" — never left
-looking finished.
+uninterrupted run. ``train(resume=RUN_DIR, extend={"max_epochs": N})`` trains a finished run on to N epochs from its
+last checkpoint and evaluates it again: with a schedule that does not depend on the run's length (none, multi-step)
+the result is the run trained for N epochs from the start. A run that raises is marked "failed", one that is
+interrupted "interrupted" — never left looking finished.
 
 Under DDP every process runs this; only rank 0 claims the directory, owns the index row and writes the
 evaluation. The processes Lightning's launcher starts find the directory in ``RUN_DIR_ENV``; torchrun and SLURM
@@ -17,14 +19,18 @@ launches pass the same ``run_dir`` to every process.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from featspace.config import TrainConfig
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
+from featspace.train import tracking
 
-__all__ = ["RUN_DIR_ENV", "RunResult", "launch_rank", "lost_a_peer", "train"]
+__all__ = ["EXTENDABLE", "RUN_DIR_ENV", "RunResult", "extended_config", "launch_rank", "lost_a_peer", "train"]
 
 RUN_DIR_ENV = "FEATSPACE_RUN_DIR"
 
@@ -56,31 +62,76 @@ class _Run:
     index: RunIndex | None     # None on processes of rank > 0: rank 0 owns the row
 
 
+#: the config fields ``train(resume=..., extend=...)`` may raise: the length of the run, nothing that would make its
+#: checkpoint another config's
+EXTENDABLE = ("max_epochs", "max_steps")
+
+
+def extended_config(config: TrainConfig, extend: Mapping[str, Any], *, finished: bool, where: Path) -> TrainConfig:
+    """``config`` trained for longer: ``extend`` sets the field that counts the run's length (``max_epochs``, or
+    ``max_steps`` for a run that counts optimiser steps) to at least its value (more than it, for a finished
+    run). Anything else is a one-line ValueError."""
+    other = sorted(set(extend) - set(EXTENDABLE))
+    if other:
+        raise ValueError(f"--resume continues a run with the config it was started with; only its length "
+                         f"({' or '.join(EXTENDABLE)}) can be raised, not {', '.join(other)}: start a new run instead")
+    counted = "max_steps" if config.max_steps else "max_epochs"
+    wrong = sorted(set(extend) - {counted})
+    if wrong:
+        how = "--set max_steps=N" if config.max_steps else "--epochs N"
+        raise ValueError(f"{where} counts its length in {counted} ({counted}={getattr(config, counted)}), not "
+                         f"{wrong[0]}: extend it with {how}")
+    target = extend[counted]
+    current = getattr(config, counted)
+    if isinstance(target, bool) or not isinstance(target, int) or target < current or (finished and target == current):
+        least = current + 1 if finished else current
+        raise ValueError(f"{where} {'has finished' if finished else 'is set to'} {counted}={current}; "
+                         f"{counted}={target!r} would not extend it (give an integer >= {least})")
+    return TrainConfig.from_dict({**config.to_dict(), counted: target})
+
+
 def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Path | None,
-              run_dir: str | Path | None, suite: str | None, cell: str | None) -> _Run:
+              run_dir: str | Path | None, suite: str | None, cell: str | None,
+              extend: Mapping[str, Any] | None = None) -> _Run:
     """Where the run lives and what it starts from; on rank 0, its index row marked "running"."""
     rank = launch_rank()
+    if extend and resume is None:
+        raise ValueError("extend= lengthens a run given by resume=; a new run takes the length in its config")
     if resume is not None:
         rundir = RunDir(resume)
         config = rundir.read_config()
         checkpoint = str(rundir.last_checkpoint) if rundir.last_checkpoint.is_file() else None
-        if rank > 0:
+        if rank > 0:  # rank 0 has written the extended config already, or is about to with the same values
+            if extend:
+                config = TrainConfig.from_dict({**config.to_dict(), **extend})
             return _Run(config, rundir, checkpoint, None)
         index = RunIndex(rundir.path.parent)
         record = index.get(rundir.name)
-        if record is None:  # a run directory copied from elsewhere: index it here
-            index.start(rundir.name, rundir.path, config.to_dict(), suite=suite, cell=cell)
-        elif record.status == "running":  # the index reports a dead owner as "interrupted"
+        finished = record.status == "finished" if record is not None else rundir.metrics_path.is_file()
+        if record is not None and record.status == "running":  # the index reports a dead owner as "interrupted"
             raise ValueError(f"{rundir.path} is still being trained (pid {record.pid} on {record.host}); "
                              "wait for it or stop it before resuming")
-        elif record.status == "finished":  # resuming would only rewrite its training facts
-            raise ValueError(f"{rundir.path} has finished; there is nothing to resume")
-        index.resume(rundir.name)
+        if finished and not extend:  # resuming would only rewrite its training facts
+            raise ValueError(f"{rundir.path} has finished; there is nothing to resume (train it for longer with "
+                             "--epochs N)")
+        if extend:
+            config = extended_config(config, extend, finished=finished, where=rundir.path)
+            if checkpoint is None:
+                raise ValueError(f"{rundir.path} has no {rundir.last_checkpoint.name} to continue from")
+            _warn_if_schedule_depends_on_length(config)
+            rundir.write_config(config)
+            # its metrics were those of the shorter run, whose weights the extension overwrites: until the extended
+            # run is evaluated the directory holds no metrics.json, as any unfinished run
+            rundir.metrics_path.unlink(missing_ok=True)
+        if record is None:  # a run directory copied from elsewhere: index it here
+            index.start(rundir.name, rundir.path, config.to_dict(), suite=suite, cell=cell)
+        index.resume(rundir.name, config=config.to_dict() if extend else None)
         return _Run(config, rundir, checkpoint, index)
 
     if config is None:
         raise ValueError("train() needs a config or a run directory to resume")
     config.validate()
+    tracking.require_loggers(config)
     if rank > 0:
         shared = run_dir or os.environ.get(RUN_DIR_ENV)
         if shared is None:
@@ -96,6 +147,15 @@ def _open_run(config: TrainConfig | None, *, root: str | Path, resume: str | Pat
     index = RunIndex(rundir.path.parent)
     index.start(rundir.name, rundir.path, config.to_dict(), suite=suite, cell=cell)
     return _Run(config, rundir, None, index)
+
+
+def _warn_if_schedule_depends_on_length(config: TrainConfig) -> None:
+    """A cosine schedule anneals over the whole run, so lengthening a run changes the schedule of the epochs still
+    to come (multi-step milestones and warm-up count from the start and do not change)."""
+    if config.schedule == "cosine":
+        print("featspace: warning: the cosine schedule anneals over the run's length; the extended epochs follow "
+              "the cosine of the new length from the step reached, so the run will differ from one trained for "
+              "that length from the start", file=sys.stderr)
 
 
 #: what gloo and NCCL say when the process at the other end of a collective is gone
@@ -123,16 +183,18 @@ def _mark(index: RunIndex, run_id: str, status: str, why: str) -> None:
 
 def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
           run_dir: str | Path | None = None, suite: str | None = None, cell: str | None = None,
-          progress: bool = True) -> RunResult:
+          progress: bool = True, extend: Mapping[str, Any] | None = None) -> RunResult:
     """Train and evaluate one run; returns its id, directory and metrics.
 
     ``run_dir`` names the run directory instead of a fresh one under ``root``; ``resume`` continues an
-    interrupted run from its last checkpoint. ``suite`` and ``cell`` label the index row (``featspace bench``).
+    interrupted run from its last checkpoint; with ``extend={"max_epochs": N}`` (``max_steps`` for a run that counts
+    steps) it trains a finished or interrupted run on to N epochs and evaluates it again (``extended_config``).
+    ``suite`` and ``cell`` label the index row (``featspace bench``).
     Figures are not drawn here: ``featspace.report.run_figures.draw_run_figures(run_dir)`` draws them from the
     finished run directory (the ``train`` and ``bench`` commands do).
     """
     fitting.quiet_lightning()
-    run = _open_run(config, root=root, resume=resume, run_dir=run_dir, suite=suite, cell=cell)
+    run = _open_run(config, root=root, resume=resume, run_dir=run_dir, suite=suite, cell=cell, extend=extend)
     rundir = run.rundir
     # processes that Lightning's DDP launcher starts re-run this command; they find the run here
     os.environ[RUN_DIR_ENV] = str(rundir.path.resolve())
