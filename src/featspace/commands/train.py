@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from featspace.commands._imports import add_import_option, import_modules
 from featspace.commands._output import print_run
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (metrics are still computed)")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -55,8 +57,9 @@ def _devices(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values."""
+def config_from_args(args: argparse.Namespace, imports: list[str] | None = None) -> TrainConfig:
+    """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values; ``imports``:
+    the modules ``--import`` loaded, recorded in the config (``featspace.commands._imports``)."""
     from featspace.config import load_recipe, parse_overrides
 
     overrides: dict[str, Any] = dict(parse_overrides(args.set or []))
@@ -68,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["max_epochs"] = args.epochs
     if args.download:
         overrides["download"] = True
+    if imports:
+        overrides["imports"] = list(imports)
     return load_recipe(args.recipe, overrides)
 
 
@@ -85,11 +90,13 @@ def _refuse_overrides_on_resume(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from featspace.train import train
 
+    imports = import_modules(args.imports)  # before any name is resolved
     if args.resume:
-        _refuse_overrides_on_resume(args)
+        _refuse_overrides_on_resume(args)  # --import is not a change: a resumed run needs the modules it had
         result = train(resume=args.resume, progress=not args.no_progress)
     else:
-        result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)
+        result = train(config_from_args(args, imports), root=args.root, run_dir=args.run_dir,
+                       progress=not args.no_progress)
     if result.metrics:  # the process that evaluated the run (rank 0)
         plots = []
         if not args.no_plots:  # matplotlib is loaded only for the figures

@@ -269,7 +269,7 @@ def _unknown(name: str) -> ValueError:
 
 
 def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = None, image_size: int = 32,
-                   init_weights: bool = True, **kwargs: Any) -> Backbone:
+                   initial_weights: bool = True, **kwargs: Any) -> Backbone:
     """Build backbone ``name`` for images with ``in_channels`` channels and side ``image_size``.
 
     name: a registered name (``names()``), ``timm:<model>`` (any ``timm.list_models()`` name, a pretrained tag
@@ -280,7 +280,7 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
         (default 64).
     image_size: the input side the backbone will see; checked against the smallest size the network
         accepts (DenseNet-121's transitions need at least 29 pixels).
-    init_weights: load the initial weights the options name (``pretrained``, ``weights``); False builds the same
+    initial_weights: load the initial weights the options name (``pretrained``, ``weights``); False builds the same
         network (and ``data_config``) without reading them — for a model whose checkpoint replaces them anyway
         (``featspace eval``, ``--resume``), so that it needs neither the internet nor the original weights file.
     kwargs: backbone options (``small_cnn``: widths, hidden, norm ("batch" | "none"); ``resnet12``: widths,
@@ -299,7 +299,7 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
         raise ValueError(f"embedding_dim must be a positive int or None, got {embedding_dim!r}")
     if external.library_of(name) is not None:
         trunk, feature_dim, data_config = external.build(name, in_channels, image_size=image_size,
-                                                         init_weights=init_weights, **kwargs)
+                                                         initial_weights=initial_weights, **kwargs)
         return Backbone(name, trunk, in_channels, feature_dim, embedding_dim, data_config=data_config)
     if name not in BACKBONES:
         raise _unknown(name)
@@ -317,7 +317,7 @@ def build_backbone(name: str, *, in_channels: int, embedding_dim: int | None = N
     if not isinstance(model, Backbone):
         raise TypeError(f"backbone factory {name!r} returned {type(model).__name__}, not a Backbone; wrap the network "
                         "as Backbone(name, trunk, in_channels, feature_dim, embedding_dim)")
-    if weights is not None and init_weights:
+    if weights is not None and initial_weights:
         load_trunk_weights(model.trunk, weights, owner=name)
     return model
 

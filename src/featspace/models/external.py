@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,10 +39,10 @@ __all__ = ["PREFIXES", "build", "library_of"]
 
 #: name prefix -> what ``featspace list backbones`` says of it
 PREFIXES = {
-    "timm:": "timm:<name> — any timm model (timm.list_models()), classifier removed, pooled features; options: "
-             "pretrained (true: published weights), weights (a local .pth/.safetensors), timm.create_model's own",
-    "torchvision:": "torchvision:<name> — any torchvision classification model (torchvision.models.list_models()), "
-                    "classifier replaced by the identity; options: pretrained, weights, get_model's own",
+    "timm:": "any timm model (timm.list_models()), pooled features, classifier removed; options: pretrained "
+             "(true: the published weights), weights (a local .pth/.safetensors), timm.create_model's own",
+    "torchvision:": "any torchvision classification model (torchvision.models.list_models()), its classifier "
+                    "replaced by the identity; options: pretrained, weights, get_model's own",
 }
 #: children of a torchvision classification model that hold its classifier (the last one present is it)
 _CLASSIFIER_ATTRS = ("fc", "classifier", "heads", "head")
@@ -70,6 +71,12 @@ def _fetch_failed(err: BaseException) -> bool:
                for cls in type(err).__mro__)
 
 
+def _refused(name: str, err: BaseException) -> ValueError:
+    return ValueError(f"{name}: the published weights file in the library's cache holds something other than "
+                      f"tensors, so it was not loaded ({_one_line(err, 120)}); delete it and fetch it again, or pass "
+                      "backbone_params.weights=PATH")
+
+
 def _offline_error(name: str, err: BaseException) -> ValueError:
     return ValueError(f"{name}: could not fetch its published weights ({type(err).__name__}: {_one_line(err, 120)}); "
                       "without internet, pass a local copy as backbone_params.weights=PATH (a .pth or .safetensors "
@@ -90,7 +97,7 @@ def _channels(values: Any, in_channels: int) -> tuple[float, ...]:
     return (sum(values) / len(values),) * in_channels
 
 
-def build(name: str, in_channels: int, *, image_size: int, init_weights: bool = True,
+def build(name: str, in_channels: int, *, image_size: int, initial_weights: bool = True,
           **options: Any) -> tuple[nn.Module, int, dict[str, Any] | None]:
     """``(trunk, feature_dim, data_config)`` for ``timm:<model>`` or ``torchvision:<model>`` (module docstring)."""
     library, model = name.split(":", 1)
@@ -105,12 +112,12 @@ def build(name: str, in_channels: int, *, image_size: int, init_weights: bool = 
     if not model:
         raise ValueError(f"backbone {name!r} names no model; e.g. {library}:resnet18")
     builder = _timm if library == "timm" else _torchvision
-    return builder(model, in_channels, pretrained=pretrained, weights=weights, init_weights=init_weights,
+    return builder(model, in_channels, pretrained=pretrained, weights=weights, initial_weights=initial_weights,
                    options=options)
 
 
 # ------------------------------------------------------------------------------------------------- timm
-def _timm(model: str, in_channels: int, *, pretrained: bool, weights: str | None, init_weights: bool,
+def _timm(model: str, in_channels: int, *, pretrained: bool, weights: str | None, initial_weights: bool,
           options: dict[str, Any]) -> tuple[nn.Module, int, dict[str, Any] | None]:
     import timm
 
@@ -122,11 +129,13 @@ def _timm(model: str, in_channels: int, *, pretrained: bool, weights: str | None
         if reserved in options:
             raise ValueError(f"{name}: backbone_params.{reserved} is set by featspace (num_classes=0: pooled features; "
                              "in_chans: the data's channels)")
-    load = pretrained and init_weights
+    load = pretrained and initial_weights
     try:
         net = timm.create_model(model, pretrained=load, num_classes=0, in_chans=in_channels, **options)
     except TypeError as err:
         raise ValueError(f"{name}: {_one_line(err)} (backbone_params go to timm.create_model)") from None
+    except pickle.UnpicklingError as err:
+        raise _refused(name, err) from None
     except Exception as err:
         if load and _fetch_failed(err):
             raise _offline_error(name, err) from None
@@ -145,7 +154,7 @@ def _timm(model: str, in_channels: int, *, pretrained: bool, weights: str | None
         data_config = {"mean": _channels(config["mean"], in_channels), "std": _channels(config["std"], in_channels),
                        "input_size": int(config["input_size"][-1]), "interpolation": str(config["interpolation"]),
                        "crop_pct": float(config["crop_pct"])}
-    if weights is not None and init_weights:
+    if weights is not None and initial_weights:
         classifier = net.pretrained_cfg.get("classifier") or ()
         ignore = (classifier,) if isinstance(classifier, str) else tuple(classifier)
         load_trunk_weights(net, weights, owner=name, ignore=ignore)
@@ -218,7 +227,7 @@ def _adapt_first_conv(net: nn.Module, in_channels: int, *, keep_weights: bool) -
         net.transform_input = False
 
 
-def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str | None, init_weights: bool,
+def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str | None, initial_weights: bool,
                  options: dict[str, Any]) -> tuple[nn.Module, int, dict[str, Any] | None]:
     from torchvision import models
 
@@ -230,7 +239,7 @@ def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str
     if "num_classes" in options:
         raise ValueError(f"{name}: backbone_params.num_classes is set by featspace (the classifier is removed)")
     published = models.get_model_weights(model).DEFAULT if (pretrained or weights is not None) else None
-    load = pretrained and init_weights
+    load = pretrained and initial_weights
     kwargs = dict(options)
     if model in ("googlenet", "inception_v3"):
         if not load:  # with weights torchvision drops the auxiliary classifiers itself
@@ -245,6 +254,8 @@ def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str
             net = models.get_model(model, weights=None, **kwargs)
     except TypeError as err:
         raise ValueError(f"{name}: {_one_line(err)} (backbone_params go to torchvision.models.get_model)") from None
+    except pickle.UnpicklingError as err:  # weights_only refused the cached file
+        raise _refused(name, err) from None
     except Exception as err:
         if load and _fetch_failed(err):
             raise _offline_error(name, err) from None
@@ -261,6 +272,6 @@ def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str
         data_config = {"mean": _channels(transforms.mean, in_channels), "std": _channels(transforms.std, in_channels),
                        "input_size": crop, "interpolation": transforms.interpolation.value,
                        "crop_pct": crop / resize}
-    if weights is not None and init_weights:
+    if weights is not None and initial_weights:
         load_trunk_weights(net, weights, owner=name, ignore=(classifier, *_AUX_ATTRS))
     return net, feature_dim, data_config

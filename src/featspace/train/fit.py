@@ -147,7 +147,7 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
                          "(use --accelerator cpu or auto)")
     L.seed_everything(config.seed, workers=True, verbose=False)
     # a resumed fit's checkpoint replaces the initial (pretrained) weights: they are not read again
-    datamodule, backbone, head = build_parts(config, backbone=backbone, init_weights=checkpoint is None)
+    datamodule, backbone, head = build_parts(config, backbone=backbone, initial_weights=checkpoint is None)
     datamodule.setup("fit")
     steps_per_epoch = max(1, math.ceil(len(datamodule.train_dataloader())))
     module = FeatureModule(backbone, head, config, steps_per_epoch)

@@ -18,15 +18,15 @@ __all__ = ["build_model", "build_parts", "load_trained", "load_weights", "unknow
 
 
 def build_parts(config: TrainConfig, *, backbone: nn.Module | None = None,
-                init_weights: bool = True) -> tuple[data.DataModule, nn.Module, heads.Head]:
-    """The data module, backbone and head a config describes (``backbone``, ``init_weights``: as
+                initial_weights: bool = True) -> tuple[data.DataModule, nn.Module, heads.Head]:
+    """The data module, backbone and head a config describes (``backbone``, ``initial_weights``: as
     :func:`build_model`)."""
     bundle = data.load(config.dataset, data_dir=config.data_dir, download=config.download)
     datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
                                  seed=config.seed, augment=config.augment, num_workers=config.num_workers,
                                  episode_ways=config.episode_ways, episode_shots=config.episode_shots)
     backbone, head = build_model(config, in_channels=bundle.in_channels, image_size=bundle.image_size[0],
-                                 num_classes=bundle.num_classes, backbone=backbone, init_weights=init_weights)
+                                 num_classes=bundle.num_classes, backbone=backbone, initial_weights=initial_weights)
     return datamodule, backbone, head
 
 
@@ -52,12 +52,12 @@ def unknown_backbone_error(config: TrainConfig) -> ValueError | None:
 
 
 def build_model(config: TrainConfig, *, in_channels: int, image_size: int, num_classes: int,
-                backbone: nn.Module | None = None, init_weights: bool = True) -> tuple[nn.Module, heads.Head]:
+                backbone: nn.Module | None = None, initial_weights: bool = True) -> tuple[nn.Module, heads.Head]:
     """The (untrained) backbone and head a config describes, for images of ``in_channels`` × ``image_size``.
 
     backbone: a ready ``nn.Module`` to use instead of building ``config.backbone`` (``models.wrap_module``:
         ``featspace.train.train(config, backbone=...)``); its name must be the config's.
-    init_weights: load the backbone's initial weights (``backbone_params.pretrained`` / ``weights``); False when
+    initial_weights: load the backbone's initial weights (``backbone_params.pretrained`` / ``weights``); False when
         a checkpoint replaces them anyway (evaluation, inference, resume), which then needs neither the internet
         nor the original weights file.
     """
@@ -72,7 +72,7 @@ def build_model(config: TrainConfig, *, in_channels: int, image_size: int, num_c
             raise missing
         backbone = models.build_backbone(config.backbone, in_channels=in_channels,
                                          embedding_dim=config.embedding_dim, image_size=image_size,
-                                         init_weights=init_weights, **config.backbone_params)
+                                         initial_weights=initial_weights, **config.backbone_params)
     head = heads.build(config.head, backbone.embedding_dim, num_classes, **config.head_params)
     return backbone, head
 
@@ -98,7 +98,7 @@ def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
     rundir = RunDir(run_dir)
     config = rundir.read_config()
     chosen = rundir.evaluation_checkpoint(config)
-    datamodule, backbone, head = build_parts(config, init_weights=False)  # the checkpoint's weights replace them
+    datamodule, backbone, head = build_parts(config, initial_weights=False)  # the checkpoint's weights replace them
     datamodule.setup("fit")
     module = FeatureModule(backbone, head, config, steps_per_epoch=1)
     state = load_weights(module, chosen)
