@@ -66,9 +66,10 @@ def read_state_dict(path: str | Path, *, what: str = "backbone_params.weights") 
                 warnings.simplefilter("ignore")
                 loaded = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            reason = ("it holds something other than tensors and plain data, so it was not loaded"
-                      if "Weights only load failed" in str(err) else " ".join(str(err).split())[:160])
-            raise ValueError(f"{what}: {path} is not a weights file: {reason}") from None
+            if "Unsupported global" not in str(err):  # not a pickle at all: random bytes, another format
+                raise ValueError(f"{what}: {path} is not a readable torch file (UnpicklingError)") from None
+            raise ValueError(f"{what}: {path} is not a weights file: it holds something other than tensors and "
+                             "plain data (code, or objects of other classes), so it was not loaded") from None
         except Exception as err:  # truncated, random bytes, another format
             raise ValueError(f"{what}: {path} is not a readable torch file ({type(err).__name__}: "
                              f"{' '.join(str(err).split())[:160]})") from None
