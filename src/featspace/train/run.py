@@ -27,6 +27,7 @@ from featspace import models
 from featspace.config import TrainConfig
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
+from featspace.train.parts import unknown_backbone_error
 
 __all__ = ["RUN_DIR_ENV", "RunResult", "launch_rank", "lost_a_peer", "train"]
 
@@ -159,6 +160,11 @@ def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT,
                              f"{models.module_name(backbone)!r}")
     elif backbone is not None and config is not None:
         config = _with_backbone(config, backbone)
+    elif config is not None or resume is not None:
+        # a backbone no --import registered: said before a directory is claimed or a run marked running
+        missing = unknown_backbone_error(config if resume is None else RunDir(resume).read_config())
+        if missing is not None:
+            raise missing
     run = _open_run(config, root=root, resume=resume, run_dir=run_dir, suite=suite, cell=cell)
     rundir = run.rundir
     # a ready backbone module travels beside the config (never through it: a config is data)
