@@ -156,14 +156,18 @@ def test_a_backbone_registered_by_an_imported_module(folder, tmp_path, user_modu
     capsys.readouterr()
     for argv in (["eval", str(run)], ["train", "--resume", str(run)],
                  ["predict", str(run), str(folder / "test"), "--out", str(tmp_path / "p.csv")],
-                 ["train", *_fast(folder), "--backbone", "test_tiny_net"]):
+                 ["train", *_fast(folder), "--backbone", "test_tiny_net", "--root", str(tmp_path / "fresh")],
+                 ["train", *_fast(folder), "--backbone", "timm:resnet_50", "--root", str(tmp_path / "fresh")]):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0, err
-        if argv[0] == "train" and "--resume" not in argv:
+        if "timm:resnet_50" in argv:
+            assert "unknown timm model 'resnet_50'; did you mean resnet50" in err
+        elif argv[0] == "train" and "--resume" not in argv:
             assert "backbone 'test_tiny_net'" in err and "register it in a module" in err and "--import" in err
         else:
             assert f"pass --import {path} to this command" in err, err
+    assert not (tmp_path / "fresh").exists()  # refused before a run directory was claimed
     assert main(["predict", str(run), str(folder / "test"), "--out", str(tmp_path / "p.csv"),
                  "--import", str(path)]) == 0
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 1 + 2 * len(CLASSES)

@@ -35,7 +35,7 @@ from torch import nn
 
 from featspace.models.weights import load_trunk_weights
 
-__all__ = ["PREFIXES", "build", "library_of"]
+__all__ = ["PREFIXES", "build", "check_model", "library_of"]
 
 #: name prefix -> what ``featspace list backbones`` says of it
 PREFIXES = {
@@ -97,6 +97,27 @@ def _channels(values: Any, in_channels: int) -> tuple[float, ...]:
     return (sum(values) / len(values),) * in_channels
 
 
+def check_model(name: str) -> None:
+    """``ValueError`` (with the closest names) unless the library of ``timm:<model>`` / ``torchvision:<model>``
+    has that model; imports the library."""
+    library, model = name.split(":", 1)
+    if not model:
+        raise ValueError(f"backbone {name!r} names no model; e.g. {library}:resnet18")
+    if library == "timm":
+        import timm
+
+        if not timm.is_model(model):
+            raise ValueError(f"unknown timm model {model!r}{_close(model.split('.')[0], timm.list_models())} "
+                             "(timm.list_models('*resnet*') lists them)")
+    else:
+        from torchvision import models
+
+        known = models.list_models(module=models)
+        if model not in known:
+            raise ValueError(f"unknown torchvision classification model {model!r}{_close(model, known)} "
+                             "(torchvision.models.list_models(module=torchvision.models) lists them)")
+
+
 def build(name: str, in_channels: int, *, image_size: int, initial_weights: bool = True,
           **options: Any) -> tuple[nn.Module, int, dict[str, Any] | None]:
     """``(trunk, feature_dim, data_config)`` for ``timm:<model>`` or ``torchvision:<model>`` (module docstring)."""
@@ -109,8 +130,7 @@ def build(name: str, in_channels: int, *, image_size: int, initial_weights: bool
         raise ValueError(f"backbone_params.weights must be the path of a .pth or .safetensors file, got {weights!r}")
     if pretrained and weights is not None:
         raise ValueError(f"{name}: give backbone_params.pretrained or backbone_params.weights, not both")
-    if not model:
-        raise ValueError(f"backbone {name!r} names no model; e.g. {library}:resnet18")
+    check_model(name)
     builder = _timm if library == "timm" else _torchvision
     return builder(model, in_channels, pretrained=pretrained, weights=weights, initial_weights=initial_weights,
                    options=options)
@@ -122,9 +142,6 @@ def _timm(model: str, in_channels: int, *, pretrained: bool, weights: str | None
     import timm
 
     name = f"timm:{model}"
-    if not timm.is_model(model):
-        raise ValueError(f"unknown timm model {model!r}{_close(model.split('.')[0], timm.list_models())} "
-                         "(timm.list_models('*resnet*') lists them)")
     for reserved in ("num_classes", "in_chans"):
         if reserved in options:
             raise ValueError(f"{name}: backbone_params.{reserved} is set by featspace (num_classes=0: pooled features; "
@@ -232,10 +249,6 @@ def _torchvision(model: str, in_channels: int, *, pretrained: bool, weights: str
     from torchvision import models
 
     name = f"torchvision:{model}"
-    known = models.list_models(module=models)
-    if model not in known:
-        raise ValueError(f"unknown torchvision classification model {model!r}{_close(model, known)} "
-                         "(torchvision.models.list_models(module=torchvision.models) lists them)")
     if "num_classes" in options:
         raise ValueError(f"{name}: backbone_params.num_classes is set by featspace (the classifier is removed)")
     published = models.get_model_weights(model).DEFAULT if (pretrained or weights is not None) else None

@@ -10,6 +10,7 @@ from torch import nn
 
 from featspace import data, heads, models
 from featspace.config import TrainConfig
+from featspace.models import external
 from featspace.rundir import RunDir
 from featspace.train.checkpoint_io import load_checkpoint
 from featspace.train.module import FeatureModule
@@ -31,10 +32,17 @@ def build_parts(config: TrainConfig, *, backbone: nn.Module | None = None,
 
 
 def unknown_backbone_error(config: TrainConfig) -> ValueError | None:
-    """Why ``config.backbone`` cannot be built here, or None when it can: a backbone of the user's own that no
-    ``--import`` has registered in this process. A config only *records* the modules a run imported
-    (``config.imports``); nothing is imported because a recipe, suite or run directory names it."""
+    """Why ``config.backbone`` cannot be built here, or None when it can: a timm or torchvision name the library
+    does not have, or a backbone of the user's own that no ``--import`` has registered in this process. A config
+    only *records* the modules a run imported (``config.imports``); nothing is imported because a recipe, suite or
+    run directory names it."""
     name = config.backbone
+    if external.library_of(name) is not None:
+        try:
+            external.check_model(name)  # the library has it (timm: a tag allowed)
+        except ValueError as err:
+            return err
+        return None
     if models.is_known(name):
         return None
     if config.imports:
