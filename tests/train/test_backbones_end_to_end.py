@@ -88,7 +88,12 @@ def test_timm_resnet18_fine_tuned_across_a_resume(folder, tmp_path):
     assert config.backbone == "timm:resnet18" and config.freeze_backbone_epochs == 1
     state = load_checkpoint(RunDir(run).last_checkpoint)
     groups = state["optimizer_states"][0]["param_groups"]
-    assert groups[0]["initial_lr"] == pytest.approx(0.1 * groups[1]["initial_lr"])
+    assert [g["name"] for g in groups] == ["trunk", "neck", "head"]
+    assert groups[0]["initial_lr"] == pytest.approx(0.1 * groups[2]["initial_lr"])
+    from featspace.train.history import read_history
+
+    rows = read_history(RunDir(run).history)
+    assert len(rows) == 2 and all(float(r["backbone_lr"]) == pytest.approx(0.1 * float(r["lr"])) for r in rows)
 
 
 @pytest.mark.slow

@@ -197,15 +197,17 @@ class FeatureModule(L.LightningModule):
         trunk = [p for p in self._trunk_params if p.requires_grad]
         in_trunk = {id(p) for p in self.trunk.parameters()}
         rest = [p for p in self.backbone.parameters() if p.requires_grad and id(p) not in in_trunk]  # the neck
+        # named groups (history.csv reads the head's and the trunk's rates by name)
         if config.backbone_lr_scale == 1.0:  # one backbone group, as before the scale existed (older checkpoints)
-            backbone_groups = [{"params": trunk + rest, "weight_decay": config.weight_decay}]
+            backbone_groups = [{"name": "backbone", "params": trunk + rest, "weight_decay": config.weight_decay}]
         else:
-            backbone_groups = [{"params": trunk, "weight_decay": config.weight_decay,
+            backbone_groups = [{"name": "trunk", "params": trunk, "weight_decay": config.weight_decay,
                                 "lr": config.lr * config.backbone_lr_scale},
-                               {"params": rest, "weight_decay": config.weight_decay}]
+                               {"name": "neck", "params": rest, "weight_decay": config.weight_decay}]
         groups = [
             *backbone_groups,
-            {"params": [p for p in self.head.parameters() if p.requires_grad], "weight_decay": head_decay},
+            {"name": "head", "params": [p for p in self.head.parameters() if p.requires_grad],
+             "weight_decay": head_decay},
         ]
         groups = [g for g in groups if g["params"]]
         if config.optimizer == "sgd":
