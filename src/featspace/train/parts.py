@@ -74,6 +74,10 @@ def build_model(config: TrainConfig, *, in_channels: int, image_size: int, num_c
                                       image_size=image_size)
         if backbone.name != config.backbone:
             raise ValueError(f"the backbone given is {backbone.name!r} but the config names {config.backbone!r}")
+        if config.embedding_dim is not None and backbone.embedding_dim != config.embedding_dim:
+            raise ValueError(f"the backbone given ({backbone.name}) embeds in {backbone.embedding_dim} dimensions but "
+                             f"embedding_dim is {config.embedding_dim}; set embedding_dim to {backbone.embedding_dim} "
+                             "or null")
     else:
         missing = unknown_backbone_error(config)
         if missing is not None:
