@@ -11,6 +11,9 @@
     featspace report SUITE|RUN_DIR...
     featspace fewshot RUN_DIR [--shots 1 5] [--episodes N]
 
+train, eval, predict, bench and fewshot take ``--import MODULE`` (repeatable): a module of the user's own,
+imported before any name is resolved (``featspace.commands._imports``).
+
 Errors a user can act on (unknown names, missing data, bad overrides) print one line and exit 2.
 """
 

@@ -67,7 +67,7 @@ class TrainConfig:
     head: str = "softmax"                   # featspace.heads name
     head_params: dict[str, Any] = field(default_factory=dict)  # hyperparameters of the head
     # optimisation
-    optimizer: str = "adam"                 # "adam" | "sgd"
+    optimizer: str = "adam"                 # "adam" | "adamw" | "sgd"
     lr: float = 1e-3                        # initial learning rate
     momentum: float = 0.9                   # SGD momentum
     nesterov: bool = False                  # SGD Nesterov momentum
@@ -84,6 +84,12 @@ class TrainConfig:
     max_steps: int = 0                      # optimiser steps; 0 = use max_epochs (HASeparator counts iterations)
     early_stopping_patience: int = 0        # epochs without val-loss improvement before stopping; 0 = off
     gradient_clip: float = 0.0              # max gradient norm; 0 = off
+    # fine-tuning: "backbone" is the trunk (the pretrained network); the neck, a new layer, trains with the head
+    freeze_backbone_epochs: int = 0         # epochs, from the first, in which the trunk is frozen (eval mode, no
+                                            # gradient, unchanged); 0 = off; >= max_epochs: a linear probe
+    backbone_lr_scale: float = 1.0          # the trunk's learning rate as a fraction of lr (the head's), in (0, 1e4]
+    freeze_batchnorm: bool = False          # the trunk's BatchNorm layers in eval mode with frozen affine parameters,
+                                            # for the whole run
     # data
     val_fraction: float = 0.1               # stratified hold-out of the training set (LACE: 10%)
     augment: bool = True                    # the dataset's standard augmentation
@@ -104,6 +110,8 @@ class TrainConfig:
     # "wandb" and "mlflow" (optional extras, configured by their own environment variables)
     loggers: list[str] = field(default_factory=lambda: list(LOGGERS[:2]))
     recipe: str | None = None               # the recipe this config came from (informational)
+    imports: list[str] = field(default_factory=list)  # modules --import loaded before names were resolved (a
+                                            # record: nothing is ever imported because a config names it)
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,6 +173,11 @@ def _loggers(name: str, value: object) -> None:
         raise ValueError(f"{name} names a logger twice: {value!r}")
 
 
+def _module_names(name: str, value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{name} must be a list of module names or .py paths, got {value!r}")
+
+
 def _devices(name: str, value: object) -> None:
     # what Lightning accepts: a count >= 1, -1 (all), "auto", or a list of device indices "0,1"
     if isinstance(value, str):
@@ -214,12 +227,16 @@ _FIELD_CHECKS: dict[str, Any] = {
     "num_nodes": lambda name, value: hparams.integer(name, value, low=1),
     "eval_max_samples": lambda name, value: hparams.integer(name, value, low=2),
     "seed": lambda name, value: hparams.integer(name, value),
+    "backbone_lr_scale": lambda name, value: hparams.real(name, value, low=0.0, low_open=True, high=1e4,
+                                                          hint="the trunk's lr as a fraction of lr"),
     "milestones": _milestones,
     "loggers": _loggers,
+    "imports": _module_names,
     "devices": _devices,
-    **_booleans("download", "nesterov", "head_weight_decay", "augment", "deterministic", "sync_batchnorm", "tsne"),
+    **_booleans("download", "nesterov", "head_weight_decay", "augment", "deterministic", "sync_batchnorm", "tsne",
+                "freeze_batchnorm"),
     **_non_negative_ints("warmup_epochs", "episode_ways", "episode_shots", "max_epochs", "max_steps",
-                         "early_stopping_patience", "num_workers"),
+                         "early_stopping_patience", "num_workers", "freeze_backbone_epochs"),
 }
 
 
@@ -368,7 +385,7 @@ def as_list(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------- the identity of a config
 #: config fields that never change what a run computes, left out of the cell hash
-NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne", "loggers")
+NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne", "loggers", "imports")
 
 
 def _canonical(value: Any) -> Any:

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
+
+from featspace.commands._imports import add_import_option, import_modules
 
 __all__ = ["add_parser", "run"]
 
@@ -26,6 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped suites and exit")
     p.add_argument("--dry-run", action="store_true", help="show what would run, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -58,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.suite:
         print("featspace bench: give a SUITE (see 'featspace bench --list')", file=sys.stderr)
         return 2
+    imports = import_modules(args.imports)
+    if imports:  # recorded in every cell's config; not part of the cell keys (config.NON_RESULT_FIELDS)
+        args.set = [*args.set, f"imports={json.dumps(imports)}"]
     if args.dry_run:
         plans = plan_suite(args.suite, seeds=args.seeds, overrides=args.set, root=args.root)
         for number, plan in enumerate(plans, start=1):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from featspace.commands._imports import add_import_option, import_modules
+
 __all__ = ["add_parser", "run"]
 
 
@@ -27,6 +29,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from featspace.train.embedding import embed_files, embed_split, write_npz, write_projector
     from featspace.train.fit import quiet_lightning
 
+    import_modules(args.imports)  # the run's own backbone, before its name is resolved
     if bool(args.inputs) == bool(args.split):
         raise ValueError("give image files or folders, or --split train|test (one of the two)")
     if args.batch_size < 1:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from featspace.commands._imports import add_import_option, import_modules
+
 __all__ = ["add_parser", "run"]
 
 _RUNTIMES = {"onnx": "onnxruntime", "torchscript": "torch.jit.load", "exported-program": "torch.export.load"}
@@ -25,6 +27,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the file to write (default model.onnx, model.pt or model.pt2 by format)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="do not run the written file against the eager model")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -32,6 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from featspace.train.export import CHECK_TOLERANCE, export_run
 
+    import_modules(args.imports)  # the run's own backbone, before its name is resolved
     result = export_run(args.run_dir, args.format, args.out, check=args.check)
     info = result.info
     shape = info["input"]["shape"]

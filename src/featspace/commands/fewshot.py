@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from featspace.commands._imports import add_import_option, import_modules
 from featspace.commands._output import text_table
 
 __all__ = ["add_parser", "format_report", "run"]
@@ -36,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="where the split's files are (default: the run's data_dir)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write fewshot.json / metrics.json")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from featspace.rundir import RunDir
     from featspace.train import evaluate_fewshot
 
+    import_modules(args.imports)
     methods = list(METHODS) if args.method == "both" else [args.method]
     report = evaluate_fewshot(args.run_dir, shots=args.shots, episodes=args.episodes, ways=args.ways,
                           queries=args.queries, methods=methods, norm=args.norm, seed=args.seed, split=args.split,

@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if what in ("datasets", "all"):
         _print_named("datasets", [(n, data.describe(n)) for n in data.names()])
     if what in ("backbones", "all"):
-        _print_named("backbones", [(n, models.describe(n)) for n in models.names()])
+        # then the prefixes that reach any model of timm and torchvision (not listed one by one: 1000+ names)
+        _print_named("backbones", [(n, models.describe(n)) for n in models.names()]
+                     + [(f"{prefix}<name>", text) for prefix, text in models.prefixes()])
     if what in ("recipes", "all"):
         _print_named("recipes", [(n, config.describe_recipe(n)) for n in config.recipe_names()])
     if what == "runs":

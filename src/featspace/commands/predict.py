@@ -10,6 +10,8 @@ import io
 import sys
 from typing import Any
 
+from featspace.commands._imports import add_import_option, import_modules
+
 __all__ = ["add_parser", "run"]
 
 
@@ -22,6 +24,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1 or args.batch_size < 1:
         raise ValueError("--top-k and --batch-size must be at least 1")
+    import_modules(args.imports)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_run(args.run_dir, map_location=device)
     paths = find_images(args.inputs)

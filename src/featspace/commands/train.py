@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from featspace.commands._imports import add_import_option, import_modules
 from featspace.commands._output import print_run
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "--epochs N, train a finished (or interrupted) run on to N epochs and evaluate it again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (metrics are still computed)")
+    add_import_option(p)
     p.set_defaults(func=run)
     return p
 
@@ -57,8 +59,9 @@ def _devices(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values."""
+def config_from_args(args: argparse.Namespace, imports: list[str] | None = None) -> TrainConfig:
+    """The recipe with ``--set`` overrides, then the typed options, as one mapping of typed values; ``imports``:
+    the modules ``--import`` loaded, recorded in the config (``featspace.commands._imports``)."""
     from featspace.config import load_recipe, parse_overrides
 
     overrides: dict[str, Any] = dict(parse_overrides(args.set or []))
@@ -70,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         overrides["max_epochs"] = args.epochs
     if args.download:
         overrides["download"] = True
+    if imports:
+        overrides["imports"] = list(imports)
     return load_recipe(args.recipe, overrides)
 
 
@@ -103,10 +108,13 @@ def resume_extension(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from featspace.train import train
 
+    imports = import_modules(args.imports)  # before any name is resolved
     if args.resume:
+        # --import is not a change: a resumed run needs the modules it had
         result = train(resume=args.resume, extend=resume_extension(args), progress=not args.no_progress)
     else:
-        result = train(config_from_args(args), root=args.root, run_dir=args.run_dir, progress=not args.no_progress)
+        result = train(config_from_args(args, imports), root=args.root, run_dir=args.run_dir,
+                       progress=not args.no_progress)
     if result.metrics:  # the process that evaluated the run (rank 0)
         plots = []
         if not args.no_plots:  # matplotlib is loaded only for the figures

@@ -138,15 +138,18 @@ def _pause_callbacks() -> list[L.Callback]:
     return [PauseAfterEpoch(int(epoch))] if _fits_started == int(which or 1) else []
 
 
-def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress: bool) -> Fitted | None:
-    """Train one run in ``rundir`` (from ``checkpoint`` when resuming); None on a DDP process of rank > 0."""
+def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress: bool,
+        backbone: torch.nn.Module | None = None) -> Fitted | None:
+    """Train one run in ``rundir`` (from ``checkpoint`` when resuming); None on a DDP process of rank > 0.
+    ``backbone``: a ready module instead of building ``config.backbone`` (``featspace.train.train``)."""
     global _fits_started
     _fits_started += 1
     if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(f"accelerator {config.accelerator!r} needs CUDA, which this machine does not have "
                          "(use --accelerator cpu or auto)")
     L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule, backbone, head = build_parts(config)
+    # a resumed fit's checkpoint replaces the initial (pretrained) weights: they are not read again
+    datamodule, backbone, head = build_parts(config, backbone=backbone, initial_weights=checkpoint is None)
     datamodule.setup("fit")
     steps_per_epoch = max(1, math.ceil(len(datamodule.train_dataloader())))
     module = FeatureModule(backbone, head, config, steps_per_epoch)
@@ -202,10 +205,10 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
     return Fitted(module, datamodule, training, loggers)
 
 
-def fit_and_evaluate(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *,
-                     progress: bool) -> dict[str, float] | None:
+def fit_and_evaluate(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress: bool,
+                     backbone: torch.nn.Module | None = None) -> dict[str, float] | None:
     """Fit, then evaluate and save (rank 0); the run's metrics, or None on a DDP process of rank > 0."""
-    fitted = fit(config, rundir, checkpoint, progress=progress)
+    fitted = fit(config, rundir, checkpoint, progress=progress, backbone=backbone)
     if fitted is None:
         return None
     metrics = evaluate_and_save(fitted.module, fitted.datamodule, config, rundir, fitted.training)

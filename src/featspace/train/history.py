@@ -17,7 +17,7 @@ from featspace.io import write_text
 
 __all__ = ["HistoryWriter", "read_history"]
 
-_FIRST = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+_FIRST = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "backbone_lr"]
 
 
 class HistoryWriter(L.Callback):
@@ -37,7 +37,12 @@ class HistoryWriter(L.Callback):
             name = key[: -len("_epoch")] if key.endswith("_epoch") else key
             row[name] = float(value)
         if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+            # "lr": the head's rate (the config's lr under the schedule); "backbone_lr": the trunk's, when
+            # backbone_lr_scale gives it its own (FeatureModule names its parameter groups)
+            groups = {g.get("name"): g["lr"] for g in trainer.optimizers[0].param_groups}
+            row["lr"] = groups.get("head", trainer.optimizers[0].param_groups[0]["lr"])
+            if "trunk" in groups:
+                row["backbone_lr"] = groups["trunk"]
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             write_text(self.path, rows_to_csv(self.rows))

@@ -60,8 +60,9 @@ def load_run(run_dir: str | Path, *, map_location: str | torch.device = "cpu") -
     rundir = RunDir(run_dir)
     config = rundir.read_config()
     info = rundir.read_model()
+    # initial_weights=False: the run's own weights replace any pretrained ones (no download, no weights file)
     backbone, head = build_model(config, in_channels=int(info["in_channels"]), image_size=int(info["image_size"][0]),
-                                 num_classes=int(info["num_classes"]))
+                                 num_classes=int(info["num_classes"]), initial_weights=False)
     run = TrainedRun(backbone, head, class_names=info["class_names"], in_channels=info["in_channels"],
                      image_size=info["image_size"], mean=info["mean"], std=info["std"])
     load_weights(run, rundir.evaluation_checkpoint(config), map_location)  # FeatureModule's keys fit TrainedRun's

@@ -1,9 +1,26 @@
 """The LightningModule that joins a backbone and a head: a loop you can read top to bottom.
 
-images [B, C, H, W] ──backbone──► embeddings [B, d] ──head──► HeadOutput(loss, logits, parts)
+images [B, C, H, W] ──backbone (trunk ─► neck)──► embeddings [B, d] ──head──► HeadOutput(loss, logits, parts)
 
 Lightning supplies devices, DDP, mixed precision, checkpoint/resume, early stopping, progress bars and
 loggers; this module only says what one step is and how the optimiser and schedule are built.
+
+Fine-tuning acts on the *trunk* (``Backbone.trunk``: the network, pretrained or not; a plain ``nn.Module``
+backbone is all trunk). The neck, a new linear layer, belongs with the head: it trains in frozen epochs and at
+the head's learning rate, since a frozen or slowed random projection would only hold the head back.
+
+- ``freeze_backbone_epochs = k``: in epochs 1..k the trunk is in eval mode (batch-norm statistics and dropout
+  fixed) and gets no gradient, so its weights and buffers stay exactly as they were. On one process it runs
+  under ``torch.no_grad`` (no backward through it at all); under DDP, whose reducer expects a gradient for every
+  parameter, it runs as usual and its gradients are dropped before the optimiser step. Either way an optimiser
+  never sees a gradient for it, so Adam's moments and SGD's momentum start when it thaws, and AdamW's decoupled
+  weight decay leaves it alone. Which epochs are frozen depends on the epoch number alone, so a run resumed from
+  an epoch checkpoint is frozen and thawed exactly as an uninterrupted one.
+- ``backbone_lr_scale = s``: the trunk is its own parameter group with learning rate ``s·lr``; the LambdaLR
+  schedule multiplies every group's initial rate by the same factor, so the ratio holds at every step
+  (frozen epochs count as steps of the schedule).
+- ``freeze_batchnorm``: the trunk's batch-norm layers stay in eval mode for the whole run, their affine
+  parameters out of the optimiser (running statistics as loaded; the usual choice for small fine-tuning batches).
 """
 
 from __future__ import annotations
@@ -14,9 +31,11 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from featspace.config import TrainConfig
 from featspace.heads.base import Head
+from featspace.models import Backbone
 
 __all__ = ["EpochSums", "FeatureModule", "lr_factor"]
 
@@ -86,9 +105,63 @@ class FeatureModule(L.LightningModule):
         self._class_sums: Tensor | None = None    # [C, d] float32, this epoch, this process
         self._class_counts: Tensor | None = None  # [C]
         self._epoch_sums = {"train": EpochSums(), "val": EpochSums()}
+        # fine-tuning (module docstring): the trunk, and what the optimiser may train of it
+        if config.freeze_batchnorm:
+            for layer in self._batchnorms():
+                layer.requires_grad_(False)
+        # parameters the caller left trainable, taken before any freezing: the optimiser's trunk group
+        self._trunk_params = [p for p in self.trunk.parameters() if p.requires_grad]
+        self._drop_trunk_grads = False  # True under DDP: run the frozen trunk as usual, drop its gradients
 
     def forward(self, images: Tensor) -> Tensor:
         return self.backbone(images)
+
+    # --------------------------------------------------------------------------------- fine-tuning
+    @property
+    def trunk(self) -> nn.Module:
+        """The backbone's trunk (a plain ``nn.Module`` backbone is all trunk); a view, not a submodule of its own."""
+        return self.backbone.trunk if isinstance(self.backbone, Backbone) else self.backbone
+
+    def _batchnorms(self) -> list[nn.Module]:
+        # looked up each time: Lightning's sync_batchnorm swaps the layers (keeping their parameters)
+        return [m for m in self.trunk.modules() if isinstance(m, _BatchNorm)]
+
+    def trunk_frozen(self, epoch: int | None = None) -> bool:
+        """Whether the trunk is frozen in ``epoch`` (1-based; default the current one)."""
+        epoch = self.current_epoch + 1 if epoch is None else epoch
+        return epoch <= self.config.freeze_backbone_epochs
+
+    def on_fit_start(self) -> None:
+        self._drop_trunk_grads = self.trainer.world_size > 1
+        if self.config.freeze_backbone_epochs:
+            in_trunk = {id(p) for p in self.trunk.parameters()}
+            if not any(p.requires_grad and id(p) not in in_trunk for p in self.parameters()):
+                raise ValueError(f"freeze_backbone_epochs={self.config.freeze_backbone_epochs} leaves nothing to "
+                                 f"train: head {self.config.head!r} has no parameters and there is no neck (set "
+                                 "embedding_dim to add one, or freeze_backbone_epochs=0)")
+
+    def _set_trunk_modes(self) -> None:
+        """Eval mode for what is frozen this epoch (the trunk, or its batch-norm layers); train mode otherwise."""
+        if self.config.freeze_backbone_epochs:
+            self.trunk.train(not self.trunk_frozen())
+        if self.config.freeze_batchnorm:
+            for layer in self._batchnorms():
+                layer.eval()
+
+    def _embed(self, images: Tensor) -> Tensor:
+        """Embeddings for a training step: through a frozen trunk without a graph on one process."""
+        if not (self.trunk_frozen() and self.training) or self._drop_trunk_grads:
+            return self.backbone(images)
+        with torch.no_grad():
+            if not isinstance(self.backbone, Backbone):
+                return self.backbone(images)
+            features = self.backbone.features(images)
+        return self.backbone.neck(features)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self._drop_trunk_grads and self.trunk_frozen():
+            for p in self._trunk_params:
+                p.grad = None
 
     # ------------------------------------------------------------------------------------- steps
     def on_train_epoch_start(self) -> None:
@@ -96,6 +169,7 @@ class FeatureModule(L.LightningModule):
         # resumed from an epoch checkpoint draws the same numbers as an uninterrupted one.
         epoch = self.current_epoch + 1
         torch.manual_seed(self.config.seed * 100_003 + epoch)
+        self._set_trunk_modes()
         self.head.start_epoch(epoch)
         self._epoch_sums["train"] = EpochSums()
 
@@ -104,7 +178,7 @@ class FeatureModule(L.LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         images, labels = batch
-        embeddings = self.backbone(images)
+        embeddings = self._embed(images) if stage == "train" else self.backbone(images)
         out = self.head(embeddings, labels)
         if stage == "train" and self.centroid_source == "class_means":
             # in the head's feature space, where learned centroids live (x/‖x‖ for the "Norm." rows)
@@ -186,9 +260,20 @@ class FeatureModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         config = self.config
         head_decay = config.weight_decay if config.head_weight_decay else 0.0
+        trunk = [p for p in self._trunk_params if p.requires_grad]
+        in_trunk = {id(p) for p in self.trunk.parameters()}
+        rest = [p for p in self.backbone.parameters() if p.requires_grad and id(p) not in in_trunk]  # the neck
+        # named groups (history.csv reads the head's and the trunk's rates by name)
+        if config.backbone_lr_scale == 1.0:  # one backbone group, as before the scale existed (older checkpoints)
+            backbone_groups = [{"name": "backbone", "params": trunk + rest, "weight_decay": config.weight_decay}]
+        else:
+            backbone_groups = [{"name": "trunk", "params": trunk, "weight_decay": config.weight_decay,
+                                "lr": config.lr * config.backbone_lr_scale},
+                               {"name": "neck", "params": rest, "weight_decay": config.weight_decay}]
         groups = [
-            {"params": [p for p in self.backbone.parameters() if p.requires_grad], "weight_decay": config.weight_decay},
-            {"params": [p for p in self.head.parameters() if p.requires_grad], "weight_decay": head_decay},
+            *backbone_groups,
+            {"name": "head", "params": [p for p in self.head.parameters() if p.requires_grad],
+             "weight_decay": head_decay},
         ]
         groups = [g for g in groups if g["params"]]
         if config.optimizer == "sgd":

@@ -10,29 +10,81 @@ from torch import nn
 
 from featspace import data, heads, models
 from featspace.config import TrainConfig
+from featspace.models import external
 from featspace.rundir import RunDir
 from featspace.train.checkpoint_io import load_checkpoint
 from featspace.train.module import FeatureModule
 
-__all__ = ["build_model", "build_parts", "load_trained", "load_weights"]
+__all__ = ["build_model", "build_parts", "load_trained", "load_weights", "unknown_backbone_error"]
 
 
-def build_parts(config: TrainConfig) -> tuple[data.DataModule, nn.Module, heads.Head]:
-    """The data module, backbone and head a config describes."""
+def build_parts(config: TrainConfig, *, backbone: nn.Module | None = None,
+                initial_weights: bool = True) -> tuple[data.DataModule, nn.Module, heads.Head]:
+    """The data module, backbone and head a config describes (``backbone``, ``initial_weights``: as
+    :func:`build_model`)."""
     bundle = data.load(config.dataset, data_dir=config.data_dir, download=config.download)
     datamodule = data.DataModule(bundle, batch_size=config.batch_size, val_fraction=config.val_fraction,
                                  seed=config.seed, augment=config.augment, num_workers=config.num_workers,
                                  episode_ways=config.episode_ways, episode_shots=config.episode_shots)
     backbone, head = build_model(config, in_channels=bundle.in_channels, image_size=bundle.image_size[0],
-                                 num_classes=bundle.num_classes)
+                                 num_classes=bundle.num_classes, backbone=backbone, initial_weights=initial_weights)
     return datamodule, backbone, head
 
 
-def build_model(config: TrainConfig, *, in_channels: int, image_size: int,
-                num_classes: int) -> tuple[nn.Module, heads.Head]:
-    """The (untrained) backbone and head a config describes, for images of ``in_channels`` × ``image_size``."""
-    backbone = models.build_backbone(config.backbone, in_channels=in_channels, embedding_dim=config.embedding_dim,
-                                     image_size=image_size, **config.backbone_params)
+def unknown_backbone_error(config: TrainConfig) -> ValueError | None:
+    """Why ``config.backbone`` cannot be built here, or None when it can: a timm or torchvision name the library
+    does not have, or a backbone of the user's own that no ``--import`` has registered in this process. A config
+    only *records* the modules a run imported (``config.imports``); nothing is imported because a recipe, suite or
+    run directory names it."""
+    name = config.backbone
+    if external.library_of(name) is not None:
+        try:
+            external.check_model(name)  # the library has it (timm: a tag allowed)
+        except ValueError as err:
+            return err
+        return None
+    if models.is_known(name):
+        return None
+    if config.imports:
+        flags = " ".join(f"--import {module}" for module in config.imports)
+        return ValueError(f"backbone {name!r} is not registered: it came from {', '.join(config.imports)} (the run's "
+                          f"config records --import); pass {flags} to this command (a module importable from the "
+                          "current directory or PYTHONPATH, or a .py path)")
+    if name.startswith(models.MODULE_PREFIX):
+        return ValueError(f"backbone {name!r} was a ready nn.Module given to featspace.train.train(config, "
+                          f"backbone=...); to use this run from the command line, register a factory for it in a "
+                          f"module (@featspace.models.register_backbone({name!r})) and pass --import MODULE")
+    return ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(models.names())}; or timm:<name>, "
+                      "torchvision:<name>; a backbone of your own: register it in a module "
+                      "(featspace.models.register_backbone) and pass --import MODULE")
+
+
+def build_model(config: TrainConfig, *, in_channels: int, image_size: int, num_classes: int,
+                backbone: nn.Module | None = None, initial_weights: bool = True) -> tuple[nn.Module, heads.Head]:
+    """The (untrained) backbone and head a config describes, for images of ``in_channels`` × ``image_size``.
+
+    backbone: a ready ``nn.Module`` to use instead of building ``config.backbone`` (``models.wrap_module``:
+        ``featspace.train.train(config, backbone=...)``); its name must be the config's.
+    initial_weights: load the backbone's initial weights (``backbone_params.pretrained`` / ``weights``); False when
+        a checkpoint replaces them anyway (evaluation, inference, resume), which then needs neither the internet
+        nor the original weights file.
+    """
+    if backbone is not None:
+        backbone = models.wrap_module(backbone, in_channels=in_channels, embedding_dim=config.embedding_dim,
+                                      image_size=image_size)
+        if backbone.name != config.backbone:
+            raise ValueError(f"the backbone given is {backbone.name!r} but the config names {config.backbone!r}")
+        if config.embedding_dim is not None and backbone.embedding_dim != config.embedding_dim:
+            raise ValueError(f"the backbone given ({backbone.name}) embeds in {backbone.embedding_dim} dimensions but "
+                             f"embedding_dim is {config.embedding_dim}; set embedding_dim to {backbone.embedding_dim} "
+                             "or null")
+    else:
+        missing = unknown_backbone_error(config)
+        if missing is not None:
+            raise missing
+        backbone = models.build_backbone(config.backbone, in_channels=in_channels,
+                                         embedding_dim=config.embedding_dim, image_size=image_size,
+                                         initial_weights=initial_weights, **config.backbone_params)
     head = heads.build(config.head, backbone.embedding_dim, num_classes, **config.head_params)
     return backbone, head
 
@@ -58,7 +110,7 @@ def load_trained(run_dir: str | Path) -> tuple[FeatureModule, Any, Path]:
     rundir = RunDir(run_dir)
     config = rundir.read_config()
     chosen = rundir.evaluation_checkpoint(config)
-    datamodule, backbone, head = build_parts(config)
+    datamodule, backbone, head = build_parts(config, initial_weights=False)  # the checkpoint's weights replace them
     datamodule.setup("fit")
     module = FeatureModule(backbone, head, config, steps_per_epoch=1)
     state = load_weights(module, chosen)

@@ -18,6 +18,7 @@ launches pass the same ``run_dir`` to every process.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -25,10 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from featspace import models
 from featspace.config import TrainConfig
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
 from featspace.train import tracking
+from featspace.train.parts import unknown_backbone_error
 
 __all__ = ["EXTENDABLE", "RUN_DIR_ENV", "RunResult", "extended_config", "launch_rank", "lost_a_peer", "train"]
 
@@ -181,28 +186,59 @@ def _mark(index: RunIndex, run_id: str, status: str, why: str) -> None:
         pass
 
 
+def _with_backbone(config: TrainConfig, backbone: nn.Module) -> TrainConfig:
+    """The config of a run trained with a ready module: its backbone named ``module:<ClassName>`` (or the
+    Backbone's own name), so that the run's config.yaml says what it was trained with."""
+    if not isinstance(backbone, nn.Module):
+        raise ValueError(f"backbone must be a torch.nn.Module, got {type(backbone).__name__}")
+    if config.backbone_params:
+        raise ValueError(f"backbone_params ({', '.join(sorted(config.backbone_params))}) configure a backbone built "
+                         "by name; a ready module takes none: leave them out")
+    return dataclasses.replace(config, backbone=models.module_name(backbone))
+
+
 def train(config: TrainConfig | None = None, *, root: str | Path = DEFAULT_ROOT, resume: str | Path | None = None,
           run_dir: str | Path | None = None, suite: str | None = None, cell: str | None = None,
-          progress: bool = True, extend: Mapping[str, Any] | None = None) -> RunResult:
+          progress: bool = True, extend: Mapping[str, Any] | None = None,
+          backbone: nn.Module | None = None) -> RunResult:
     """Train and evaluate one run; returns its id, directory and metrics.
 
     ``run_dir`` names the run directory instead of a fresh one under ``root``; ``resume`` continues an
     interrupted run from its last checkpoint; with ``extend={"max_epochs": N}`` (``max_steps`` for a run that counts
     steps) it trains a finished or interrupted run on to N epochs and evaluates it again (``extended_config``).
     ``suite`` and ``cell`` label the index row (``featspace bench``).
+    ``backbone``: a ready ``nn.Module`` (images ``[B, C, H, W]`` → features ``[B, F]``) to train instead of
+    ``config.backbone``; F is its ``feature_dim`` attribute or the width of one dry forward, and the linear neck
+    to ``config.embedding_dim`` is added as for any backbone (``featspace.models.wrap_module``). The run's config
+    records it as ``module:<ClassName>``; ``featspace eval`` and ``--resume`` on such a run need a factory of that
+    name registered in a module passed with ``--import`` (or ``train(resume=RUN, backbone=module)``).
     Figures are not drawn here: ``featspace.report.run_figures.draw_run_figures(run_dir)`` draws them from the
     finished run directory (the ``train`` and ``bench`` commands do).
     """
     fitting.quiet_lightning()
+    if backbone is not None and resume is not None:
+        trained_with = RunDir(resume).read_config().backbone
+        if models.module_name(backbone) != trained_with:
+            raise ValueError(f"{resume} was trained with backbone {trained_with!r}, not "
+                             f"{models.module_name(backbone)!r}")
+    elif backbone is not None and config is not None:
+        config = _with_backbone(config, backbone)
+    elif config is not None or resume is not None:
+        # a backbone no --import registered: said before a directory is claimed or a run marked running
+        missing = unknown_backbone_error(config if resume is None else RunDir(resume).read_config())
+        if missing is not None:
+            raise missing
     run = _open_run(config, root=root, resume=resume, run_dir=run_dir, suite=suite, cell=cell, extend=extend)
     rundir = run.rundir
+    # a ready backbone module travels beside the config (never through it: a config is data)
+    extra = {"backbone": backbone} if backbone is not None else {}
     # processes that Lightning's DDP launcher starts re-run this command; they find the run here
     os.environ[RUN_DIR_ENV] = str(rundir.path.resolve())
     if run.index is None:
-        fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=False)
+        fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=False, **extra)
         return RunResult(rundir.name, rundir.path, {})
     try:
-        metrics = fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=progress)
+        metrics = fitting.fit_and_evaluate(run.config, rundir, run.checkpoint, progress=progress, **extra)
     except (KeyboardInterrupt, SystemExit) as err:
         _mark(run.index, rundir.name, "interrupted", str(err) or "interrupted by the user or a signal")
         raise
