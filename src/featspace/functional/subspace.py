@@ -218,17 +218,17 @@ def _spectral_weight_grad(x: Tensor, grad_y: Tensor, x_coords: Tensor, grad_coor
     a_safe = torch.where(kept, a, torch.ones_like(a))
     # f(a) = φ, f'(a) = (p/2) φ / a on kept values; nothing on the others (they are zero eigenvalues).
     f_prime = 0.5 * p * phi / a_safe * kept_f
-    r_mat = -0.5 * (x_coords.T @ grad_y + grad_coords.T @ x)
+    r_mat = (x_coords.T @ grad_y).add_(grad_coords.T @ x).mul_(-0.5)
     half = x_coords.T @ grad_coords
-    m_mat = -0.5 * (half + half.T)
+    m_mat = (half + half.T).mul_(-0.5)
     diff_a = a[:, None] - a[None, :]
-    diff_f = phi[:, None] - phi[None, :]
     close = diff_a.abs() <= torch.finfo(a.dtype).eps ** 0.5 * a[:1].clamp_min(torch.finfo(a.dtype).tiny)
-    divided = torch.where(close, 0.5 * (f_prime[:, None] + f_prime[None, :]),
-                          diff_f / torch.where(close, torch.ones_like(diff_a), diff_a))
-    m_kept = m_mat * kept_f[None, :]
+    divided = (phi[:, None] - phi[None, :]).div_(torch.where(close, torch.ones_like(diff_a), diff_a))
+    divided = torch.where(close, (f_prime[:, None] + f_prime[None, :]).mul_(0.5), divided)
     across = phi / a_safe * kept_f  # the kept-to-complement block: (φ_i / a_i)(R − M_kept Vh)
-    inner = torch.addmm(across[:, None] * r_mat, divided * m_kept - across[:, None] * m_kept, vh)
+    # (D − diag(φ/a)) ∘ M_kept, in place on the [r, r] temporaries
+    kernel = divided.sub_(across[:, None]).mul_(m_mat).mul_(kept_f[None, :])
+    inner = torch.addmm(across[:, None] * r_mat, kernel, vh)
     top = s[:1].clamp_min(torch.finfo(s.dtype).tiny)
     coefficient = (torch.diagonal(m_mat) * (-p * phi / top * kept_f)).sum() if p != 0 else None
     if u is not None:
