@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -31,12 +30,6 @@ def _check_batch(x: Tensor, y: Tensor) -> None:
         raise ValueError(f"x must have shape [n, d], got {tuple(x.shape)}")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have shape [{x.shape[0]}] to match x, got {tuple(y.shape)}")
-
-
-def _mean_over_valid(per_sample: Tensor, valid: Tensor) -> Tensor:
-    # Masked mean without a host sync: with no valid sample this is 0 / 1 = 0, still part of the graph.
-    per_sample = torch.where(valid, per_sample, torch.zeros_like(per_sample))
-    return per_sample.sum() / valid.sum().clamp_min(1).to(per_sample.dtype)
 
 
 def nca_loss(x: Tensor, y: Tensor) -> Tensor:
@@ -140,16 +133,58 @@ def proto_loss(x: Tensor, y: Tensor, num_classes: int | None = None) -> Tensor:
 
 def _proto_loss_over_classes(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
     """proto_loss with prototypes for every label in [0, num_classes), absent ones masked; no host sync."""
-    sums, counts = class_sums(x, y, num_classes)  # [K, d], [K]; the sums also give the leave-one-out means
-    means = sums / counts.clamp_min(1.0)[:, None]
-    own_count = counts[y]  # [n]
-    valid = own_count >= 2
-    leave_one_out_mean = (sums[y] - x) / (own_count - 1.0).clamp_min(1.0)[:, None]
-    own_dist = (x - leave_one_out_mean).pow(2).sum(1)
-    neg_dist = (-squared_distances(x, means)).scatter(1, y[:, None], -own_dist[:, None])
-    neg_dist = neg_dist.masked_fill((counts == 0)[None, :], float("-inf"))
-    neg_dist = torch.where(valid[:, None], neg_dist, torch.zeros_like(neg_dist))
-    # −log softmax at the own class = logsumexp_c − (−own_dist): the cross-entropy kernel computes it (and its
-    # backward) with the vectorised exponential of log_softmax; logsumexp's exp is ~15× slower on the CPU where
-    # results underflow, as they do for most classes of far-apart embeddings
-    return _mean_over_valid(F.cross_entropy(neg_dist, y, reduction="none"), valid)
+    return _Proto.apply(x, y.long(), num_classes)
+
+
+class _Proto(torch.autograd.Function):
+    """The prototypical loss over K label slots with its backward written out.
+
+    Forward: prototypes μ_c = S_c / n_c from the class sums, the own leave-one-out residual r_i = x_i − μ_{y_i,i}
+    with μ_{y_i,i} = (S_{y_i} − x_i)/(n_{y_i} − 1), and ℓ_i = −log_softmax(v_i)_{y_i} with v_ic = −‖x_i − μ_c‖²
+    (c ≠ y_i), v_{i,y_i} = −‖r_i‖², absent classes −∞ (the log-softmax kernel: no slow exponential on the CPU).
+    Backward, with P = softmax(v), w_i = [valid_i] / n_valid, Q_ic = w_i P_ic off the own class and
+    a_i = w_i (1 − P_{i,y_i}) (= ∂L/∂‖r_i‖²):
+
+        ∂L/∂x_i = 2 (Q μ)_i − 2 (Q 1)_i x_i + g_{y_i} / n_{y_i} + 2 a_i r_i + 2 (a_i r_i − T_{y_i}) / (n_{y_i} − 1),
+
+    g_c = 2 (Qᵀx)_c − 2 (1ᵀQ)_c μ_c the gradient into μ_c, T_c = Σ_{j: y_j = c} a_j r_j (x_i is not in its own
+    leave-one-out mean, but in every other sample's of its class). Two [n, K]×[K, d]-sized products, as autograd's.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, num_classes: int) -> Tensor:  # type: ignore[override]
+        sums, counts = class_sums(x, y, num_classes)  # [K, d], [K]
+        counts = counts.to(x.dtype)
+        means = sums / counts.clamp_min(1.0)[:, None]
+        own_count = counts.index_select(0, y)  # [n]
+        valid = own_count >= 2
+        residual = torch.addcdiv(x, x - sums.index_select(0, y), (own_count - 1.0).clamp_min(1.0)[:, None])
+        own_dist = residual.pow(2).sum(1)
+        neg_dist = squared_distances(x, means).neg_().scatter_(1, y[:, None], -own_dist[:, None])
+        neg_dist = neg_dist.masked_fill_((counts == 0)[None, :], float("-inf"))
+        neg_dist = torch.where(valid[:, None], neg_dist, torch.zeros_like(neg_dist))
+        per_sample = -torch.log_softmax(neg_dist, 1).gather(1, y[:, None])[:, 0]
+        weight = valid.to(x.dtype) / valid.sum().clamp_min(1).to(x.dtype)
+        # P from the softmax kernel, not exp(log P): torch.exp is slow where results underflow
+        ctx.save_for_backward(x, y, means, counts, own_count, residual, torch.softmax(neg_dist, 1), weight)
+        return (per_sample * weight).sum()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, y, means, counts, own_count, residual, p, weight = ctx.saved_tensors
+        w = weight * grad
+        q = p * w[:, None]  # w_i P_ic
+        own_q = q.gather(1, y[:, None])  # w_i P_{i,y_i}
+        q.scatter_(1, y[:, None], 0.0)
+        own_coef = w[:, None] - own_q  # a_i
+        into_means = torch.addmm(means * q.sum(0)[:, None], q.T, x, beta=-2.0, alpha=2.0)  # g_c
+        weighted_residual = own_coef * residual  # a_i r_i
+        totals = torch.zeros_like(means).index_add_(0, y, weighted_residual)  # T_c
+        # the per-class parts of ∂L/∂x_i, g_c / n_c − 2 T_c / (n_c − 1), gathered once
+        per_class = (into_means / counts.clamp_min(1.0)[:, None]).sub_(
+            totals.mul_(2.0 / (counts - 1.0).clamp_min(1.0)[:, None]))
+        grad_x = torch.addmm(x * q.sum(1, keepdim=True), q, means, beta=-2.0, alpha=2.0)
+        grad_x += per_class.index_select(0, y)
+        grad_x += weighted_residual.mul_((2.0 * own_count / (own_count - 1.0).clamp_min(1.0))[:, None])  # 2a r n/(n−1)
+        return grad_x, None, None
