@@ -14,8 +14,10 @@ so no d×d matrix is formed: the direct projection costs O(n·d·C + C²·d + C�
 classifier subspace is then nearly everything) the same matrix is computed as A(A + εI)⁻¹ with
 A = weightᵀweight [d, d], at O(n·d² + C·d² + d³).
 
-For the spectral sum (eq. 9-11) the row space of ``weight`` is taken from a thin SVD of the [C, d]
-matrix, ``weight = U diag(s) Vh`` with Vh [r, d], r = min(C, d). The paper's full basis W̃ ∈ R^{d×d}
+For the spectral sum (eq. 9-11) the row space of ``weight`` is taken from its thin SVD,
+``weight = U diag(s) Vh`` with Vh [r, d], r = min(C, d), computed by :func:`spectral_basis` as the
+eigendecomposition of the smaller Gram matrix (weightᵀweight [d, d] or weight·weightᵀ [C, C]) while the
+condition number allows squaring it, and by ``torch.linalg.svd`` otherwise. The paper's full basis W̃ ∈ R^{d×d}
 with d − C padded zero singular values gives
 
     W̃ diag(1 − λ̃^p) W̃ᵀ = I − Vhᵀ diag(λ̃^p) Vh,      λ̃ = s / max s,
