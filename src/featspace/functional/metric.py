@@ -178,13 +178,20 @@ class _Proto(torch.autograd.Function):
         own_q = q.gather(1, y[:, None])  # w_i P_{i,y_i}
         q.scatter_(1, y[:, None], 0.0)
         own_coef = w[:, None] - own_q  # a_i
-        into_means = torch.addmm(means * q.sum(0)[:, None], q.T, x, beta=-2.0, alpha=2.0)  # g_c
         weighted_residual = own_coef * residual  # a_i r_i
         totals = torch.zeros_like(means).index_add_(0, y, weighted_residual)  # T_c
-        # the per-class parts of ∂L/∂x_i, g_c / n_c − 2 T_c / (n_c − 1), gathered once
-        per_class = (into_means / counts.clamp_min(1.0)[:, None]).sub_(
-            totals.mul_(2.0 / (counts - 1.0).clamp_min(1.0)[:, None]))
-        grad_x = torch.addmm(x * q.sum(1, keepdim=True), q, means, beta=-2.0, alpha=2.0)
+        leave_out = totals.mul_(2.0 / (counts - 1.0).clamp_min(1.0)[:, None])  # 2 T_c / (n_c − 1)
+        inv_counts = counts.clamp_min(1.0).reciprocal()
+        if 2 * q.shape[1] <= q.shape[0]:  # few classes: the two [n, K]×[K, d] products
+            into_means = torch.addmm(means * q.sum(0)[:, None], q.T, x, beta=-2.0, alpha=2.0)  # g_c
+            per_class = into_means.mul_(inv_counts[:, None]).sub_(leave_out)  # g_c / n_c − 2 T_c / (n_c − 1)
+            grad_x = torch.addmm(x * q.sum(1, keepdim=True), q, means, beta=-2.0, alpha=2.0)
+        else:
+            # many classes: μ_c = Σ_{j: y_j = c} x_j / n_c turns both into one [n, n]×[n, d] product, with
+            # H_ij = Q_{i,y_j} / n_{y_j}: (Q μ)_i = (H x)_i and (Qᵀx)_{y_k} / n_{y_k} = (Hᵀx)_k
+            h = (q * inv_counts[None, :]).index_select(1, y)
+            per_class = (means * (q.sum(0) * inv_counts)[:, None]).mul_(-2.0).sub_(leave_out)
+            grad_x = torch.addmm(x * q.sum(1, keepdim=True), h + h.T, x, beta=-2.0, alpha=2.0)
         grad_x += per_class.index_select(0, y)
         grad_x += weighted_residual.mul_((2.0 * own_count / (own_count - 1.0).clamp_min(1.0))[:, None])  # 2a r n/(n−1)
         return grad_x, None, None
