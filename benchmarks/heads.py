@@ -10,8 +10,15 @@ of memory a head's formulation decides — a B×d×C intermediate shows up here)
 heads it measures two literal formulations the heads avoid, so the README can quote the gain:
 
 - ``hasep_literal``: HASeparator with the B×d×C tensor of normals (004 eq. 5-7 as written);
+- ``nca_loss``, ``proto_loss``: the losses of the ``nca`` and ``proto`` heads alone (``featspace.functional``),
+  without the running class means and the nearest-mean logits [B, C] the heads also return: the part that
+  does what pytorch-metric-learning's ``NCALoss`` does;
 - ``lace_svd``: LACE as the authors' code parameterises it (learned covariance factor, an SVD per step),
   from ``benchmarks/lace_svd_reference.py``.
+
+Where pytorch-metric-learning is installed it also times that library's loss for every head it has a true
+equivalent of (the same function at featspace's default setting, :data:`PML_PEERS`), as ``pml_<head>``
+rows printed under the head, so a head's cost can be read beside its peer's in one run.
 
 Prints a table and writes JSON (``--out``, default ``benchmarks/results/heads.json``).
 """
@@ -19,6 +26,8 @@ Prints a table and writes JSON (``--out``, default ``benchmarks/results/heads.js
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import platform
 import statistics
 import sys
@@ -31,11 +40,22 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from featspace import __version__, heads  # noqa: E402
+from featspace import __version__, functional, heads  # noqa: E402
 from featspace.heads.base import Head  # noqa: E402
 from featspace.io import write_json  # noqa: E402
 
 DEFAULT_SHAPES = [(256, 512, 10), (256, 512, 100), (256, 512, 1000)]
+
+
+class LossOnly(nn.Module):
+    """A metric loss of ``featspace.functional`` as a module: ``loss(x, y)``, nothing else."""
+
+    def __init__(self, loss) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss(x, y)
 
 
 class LiteralHASeparator(nn.Module):
@@ -56,6 +76,47 @@ class LiteralHASeparator(nn.Module):
         hinge = (self.head.margin - projections).clamp_min(0)
         hinge = hinge.masked_fill(F.one_hot(y, w_hat.shape[0]).bool(), 0.0)
         return F.cross_entropy(logits, y) + hinge.sum(1).mean()
+
+
+def _pml_nca_kwargs(head: Head) -> dict[str, object]:
+    from pytorch_metric_learning.distances import LpDistance
+
+    # squared Euclidean distances of the raw embeddings, as 003 eq. 4 (PML's default normalises them first)
+    return {"distance": LpDistance(normalize_embeddings=False, p=2, power=2), "softmax_scale": 1.0}
+
+
+#: featspace head -> (pytorch-metric-learning loss, its arguments for the head's default setting). Only true
+#: equivalents: PML has no center, prototypical, combined-margin, HASeparator, LACE, POD or direct-sum loss.
+#: Its ArcFace margin is in degrees; its NormalizedSoftmaxLoss takes the temperature 1/s; its SphereFaceLoss
+#: casts the margin to an int and multiplies by ‖x‖ (featspace's ``scale=None``), so it runs m = 4 against
+#: featspace's default real m = 1.35 at s = 64 (the cost of ψ is the same); NCALoss runs on raw embeddings.
+PML_PEERS = {
+    "arcface": ("ArcFaceLoss", lambda h: {"margin": math.degrees(h.margin), "scale": h.scale}),
+    "cosface": ("CosFaceLoss", lambda h: {"margin": h.margin, "scale": h.scale}),
+    "normface": ("NormalizedSoftmaxLoss", lambda h: {"temperature": 1.0 / h.scale}),
+    "sphereface": ("SphereFaceLoss", lambda h: {"margin": 4, "scale": 1}),
+    "lsoftmax": ("LargeMarginSoftmaxLoss", lambda h: {"margin": h.margin, "scale": 1}),
+    "nca": ("NCALoss", _pml_nca_kwargs),
+}
+_CLASSIFIER_LOSSES = {"ArcFaceLoss", "CosFaceLoss", "NormalizedSoftmaxLoss", "SphereFaceLoss", "LargeMarginSoftmaxLoss"}
+
+
+def _pml_available() -> bool:
+    try:
+        import pytorch_metric_learning  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _build_pml(head_name: str, d: int, c: int) -> nn.Module:
+    from pytorch_metric_learning import losses
+
+    loss_name, kwargs = PML_PEERS[head_name]
+    kwargs = kwargs(heads.build(head_name, d, c))
+    if loss_name in _CLASSIFIER_LOSSES:
+        kwargs = {"num_classes": c, "embedding_size": d, **kwargs}
+    return getattr(losses, loss_name)(**kwargs)
 
 
 def _saved_bytes(fn) -> int:
@@ -83,6 +144,12 @@ def _inputs(b: int, d: int, c: int, device: str) -> tuple[torch.Tensor, torch.Te
     return x, y
 
 
+#: ``--clock``: wall time, or the CPU time of this process (``time.process_time``, all its threads): with
+#: ``--threads 1`` on a CPU shared with other jobs it leaves out the time the process waits for a core
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
+
+
 def _time_once(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
     # as after optimizer.zero_grad() (set_to_none, its default) in a training loop: backward writes fresh
     # gradients instead of adding to old ones
@@ -90,11 +157,11 @@ def _time_once(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device
         tensor.grad = None
     if device == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = _clock()
     call(module, x, y).backward()
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return _clock() - start
 
 
 def _memory(module: nn.Module, call, x: torch.Tensor, y: torch.Tensor, device: str) -> float:
@@ -131,6 +198,12 @@ def run(shapes, names, device: str, repeats: int) -> list[dict[str, object]]:
             try:
                 if name == "hasep_literal":
                     module, call = LiteralHASeparator(heads.build("hasep", d, c)), lambda m, x, y: m(x, y)
+                elif name in ("nca_loss", "proto_loss"):
+                    loss = functional.nca_loss if name == "nca_loss" else functools.partial(functional.proto_loss,
+                                                                                              num_classes=c)
+                    module, call = LossOnly(loss), lambda m, x, y: m(x, y)
+                elif name.startswith("pml_"):
+                    module, call = _build_pml(name[len("pml_"):], d, c), lambda m, x, y: m(x, y)
                 elif name == "lace_svd":
                     from lace_svd_reference import LaceSVDReference
 
@@ -184,12 +257,25 @@ def main(argv=None) -> int:
     parser.add_argument("--heads", nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or process CPU time (for a shared CPU, with --threads 1)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "heads.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    global _clock
+    _clock = CLOCKS[args.clock]
     shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes] if args.shapes else DEFAULT_SHAPES
-    names = args.heads or ["softmax", *[n for n in heads.names() if n != "softmax"], "hasep_literal", "lace_svd"]
+    if args.heads:
+        names = args.heads
+    else:
+        pml = _pml_available()
+        names = ["softmax"]
+        for name in heads.names():
+            if name != "softmax":
+                names += [name, *([f"{name}_loss"] if name in ("nca", "proto") else []),
+                          *([f"pml_{name}"] if pml and name in PML_PEERS else [])]
+        names += ["hasep_literal", "lace_svd"]
     if "softmax" not in names:
         names = ["softmax", *names]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -200,7 +286,7 @@ def main(argv=None) -> int:
     meta = {"torch": torch.__version__, "featspace": __version__, "machine": platform.machine(),
             "processor": platform.processor(), "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d")}
+            "clock": args.clock, "date": time.strftime("%Y-%m-%d")}
     write_json(args.out, {"meta": meta, "rows": rows})
     print(f"\nwrote {args.out}")
     return 0

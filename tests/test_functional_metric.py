@@ -165,3 +165,24 @@ def test_shape_errors_are_clear():
         nca_loss(torch.randn(3, 2), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="shape"):
         proto_loss(torch.randn(3), torch.zeros(3, dtype=torch.long))
+
+
+def test_nca_rows_whose_positives_lie_beyond_the_exponent_range():
+    """The one-pass form exponentiates positives against their own maximum: a row whose positives are ~200
+    farther than its nearest negative (e^-200 underflows float32, so a softmax-then-sum form gets 0 and must drop
+    the row) keeps its term, equal in float32 to the float64 literal eq. 4; the terms below the exponent floor
+    that the float32 pass leaves out are beyond float32 resolution."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 3, generator=g, dtype=torch.float64)
+    x[4:] = x[:4] + 0.1 * torch.randn(4, 3, generator=g, dtype=torch.float64)  # each sample next to a negative
+    x[0] += torch.tensor([15.0, 0.0, 0.0], dtype=torch.float64)  # and far from its positive
+    y = torch.tensor([0, 0, 1, 1, 2, 3, 4, 5])
+    reference = literal_nca(x.clone().requires_grad_(), y)
+    assert reference.item() > 150 / 2  # the rows of samples 0 and 1 (of 2 valid) cost ~200 each
+    xf = x.float().requires_grad_()
+    out = nca_loss(xf, y)
+    torch.testing.assert_close(out.double(), reference.detach(), rtol=1e-6, atol=0)
+    xr = x.clone().requires_grad_()
+    literal_nca(xr, y).backward()
+    out.backward()
+    torch.testing.assert_close(xf.grad.double(), xr.grad, rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ from featspace.functional import (
     discriminant_ratio,
     discriminant_scores,
     spectral_complement_projection,
+    subspace,
 )
 
 
@@ -281,3 +282,48 @@ def test_bad_arguments_raise_value_error():
         spectral_complement_projection(x, weight, -0.5)
     with pytest.raises(ValueError, match="x must have shape"):
         spectral_complement_projection(x[0], weight, 0.5)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("shape", [(7, 5, 9), (7, 6, 3)], ids=["C>=d", "C<d"])
+def test_spectral_gram_eigh_route_equals_the_svd_route(shape, p, monkeypatch):
+    """The basis from eigh of the smaller Gram matrix (weightᵀweight [d, d] for C ≥ d, without U; weight·weightᵀ
+    [C, C] for C < d) gives eq. 9-11 and its gradients as the SVD of weight does, to float64 round-off."""
+    x, weight = _data(*shape, seed=11)
+    u, s, vh = subspace.spectral_basis(weight)
+    assert (u is None) == (shape[2] >= shape[1])  # the Gram route was taken
+    _, s_svd, _ = torch.linalg.svd(weight, full_matrices=False)
+    torch.testing.assert_close(s, s_svd, rtol=1e-13, atol=0)
+    fast = {}
+    for route, tolerance in (("eigh", subspace.GRAM_EIGH_TOLERANCE), ("svd", 0.0)):
+        monkeypatch.setattr(subspace, "GRAM_EIGH_TOLERANCE", tolerance)
+        xf, wf = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        out = spectral_complement_projection(xf, wf, p)
+        upstream = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(12))
+        (out * upstream).sum().backward()
+        fast[route] = (out, xf.grad, wf.grad)
+    assert subspace.spectral_basis(weight)[0] is not None  # tolerance 0: the SVD route
+    for a, b in zip(fast["eigh"], fast["svd"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast["eigh"][0], literal_spectral(x, weight, p))
+
+
+def test_spectral_basis_takes_the_svd_for_ill_conditioned_weights():
+    """Squaring κ in the Gram matrix costs eps·κ² of accuracy: past GRAM_EIGH_TOLERANCE the SVD is used."""
+    _, weight = _data(1, 4, 8, seed=13)
+    u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+    for smallest, svd_route in ((1e-2, False), (1e-6, True)):
+        scaled = (u * torch.tensor([1.0, 0.5, 0.1, smallest], dtype=weight.dtype)) @ vh
+        assert (subspace.spectral_basis(scaled)[0] is not None) == svd_route
+        assert (subspace.spectral_basis(scaled.float())[0] is not None)  # float32: κ = 100 > 29 already
+    assert subspace.spectral_basis(torch.zeros(8, 4, dtype=weight.dtype))[0] is not None
+
+
+def test_spectral_float32_gram_route_is_accurate():
+    """At the benchmark's shape class (C ≥ d, a random weight, κ ≈ 6 here) the float32 Gram route stays within
+    float32 round-off of the float64 literal eq. 11."""
+    g = torch.Generator().manual_seed(14)
+    x, weight = torch.randn(16, 32, generator=g, dtype=torch.float64), torch.randn(64, 32, generator=g, dtype=torch.float64)
+    out = spectral_complement_projection(x.float(), weight.float(), 0.3)
+    assert subspace.spectral_basis(weight.float())[0] is None
+    torch.testing.assert_close(out.double(), literal_spectral(x, weight, 0.3), rtol=0, atol=2e-5)
