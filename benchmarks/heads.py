@@ -259,6 +259,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall time, or process CPU time (for a shared CPU, with --threads 1)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="where to measure (default: the CPU, and CUDA when present)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "heads.json"))
     args = parser.parse_args(argv)
     if args.threads:
@@ -278,7 +280,8 @@ def main(argv=None) -> int:
         names += ["hasep_literal", "lace_svd"]
     if "softmax" not in names:
         names = ["softmax", *names]
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
     rows = []
     for device in devices:
         rows += run(shapes, names, device, args.repeats)
