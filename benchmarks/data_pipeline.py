@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     from featspace.io import write_json
 
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="featspace-bench-") as tmp:
         for count in args.sizes:
             root = Path(tmp) / f"n{count}"
@@ -173,7 +174,9 @@ def main(argv=None) -> int:
     print_table(rows)
     meta = {"torch": torch.__version__, "torchvision": torchvision.__version__, "featspace": __version__,
             "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "side": SIDE, "batch": BATCH, "policy": "imagenet", "note": args.note, "date": time.strftime("%Y-%m-%d")}
+            "side": SIDE, "batch": BATCH, "policy": "imagenet", "note": args.note,
+            "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+            "date": time.strftime("%Y-%m-%d")}
     write_json(args.out, {"meta": meta, "rows": rows})
     print(f"\nwrote {args.out}")
     return 0

@@ -175,7 +175,7 @@ def _finish(name: str, splits: dict[str, ImageFiles], class_names: list[str], sk
         if len(files) == 0 and (split == "train" or split == "test"):
             raise DatasetNotFoundError(f"{name}: the {split} split of {source} holds no readable images")
     if skipped:
-        log.warning("%s: skipped %d unreadable or non-image files (skip_corrupt)", name, len(skipped))
+        log.info("%s: skipped %d unreadable or non-image files (skip_corrupt)", name, len(skipped))
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0.0 < float(crop_pct) <= 1.0:
