@@ -29,6 +29,27 @@ def test_paper_recipes_hold_the_papers_settings():
     assert lace.early_stopping_patience == 10 and lace.max_epochs == 300 and lace.val_fraction == 0.1
     icv = load_recipe("icv-fashion")
     assert (icv.optimizer, icv.lr, icv.batch_size, icv.max_epochs, icv.embedding_dim) == ("adam", 1e-3, 256, 20, 2)
+    # 002 Sec. 4 and Table 3: Tiny ImageNet at 64 px, ImageNet(100) at 224 px, both with 512-d features
+    tiny, inet = load_recipe("pod-tinyimagenet"), load_recipe("pod-imagenet100")
+    for recipe in (tiny, inet):
+        assert (recipe.head, recipe.backbone, recipe.embedding_dim, recipe.lr, recipe.momentum) == (
+            "pod", "resnet50", 512, 0.1, 0.9)
+        assert recipe.milestones == [30, 60, 90] and recipe.max_epochs == 100 and recipe.gamma == 0.1
+    assert (tiny.dataset, tiny.image_size, tiny.weight_decay, tiny.batch_size, tiny.augment) == (
+        "tinyimagenet", 64, 5e-4, 128, "crop_flip")
+    assert (inet.dataset, inet.dataset_params, inet.image_size, inet.weight_decay, inet.batch_size, inet.augment) == (
+        "imagenet", {"classes": 100}, 224, 1e-4, 96, "imagenet")
+
+
+def test_new_data_fields_keep_existing_run_identities():
+    """image_size, skip_corrupt, dataset_params and a string augment are new; their defaults (and augment: true /
+    false) leave every existing cell hash as it was."""
+    from featspace.config import cell_hash
+
+    base = load_recipe("pod-cifar10")
+    assert cell_hash(base) == cell_hash({k: v for k, v in base.to_dict().items()
+                                         if k not in ("image_size", "skip_corrupt", "dataset_params")})
+    assert cell_hash(load_recipe("pod-cifar10", ["augment=crop_flip"])) != cell_hash(base)
 
 
 def test_overrides_parse_yaml_values_and_nested_keys():
@@ -53,7 +74,13 @@ def test_overrides_do_not_mutate_the_input():
     ("weight_decay=-1", "weight_decay must lie in"),
     ("gradient_clip=-1", "gradient_clip must lie in"),
     ("milestones=[30, -1]", "milestones must be an int >= 0"),
-    ("augment=notabool", "augment must be a bool"),
+    ("augment=notabool", "augment must be true .* or one of none, crop, crop_flip, imagenet, randaugment"),
+    ("augment=1", "augment must be true"),
+    ("image_size=0", "image_size must be an int >= 1"),
+    ("image_size=big", "image_size must be"),
+    ("skip_corrupt=maybe", "skip_corrupt must be a bool"),
+    ("dataset_params=[1]", "dataset_params must be a mapping"),
+    ("dataset_params.image_size=64", "dataset_params may not set image_size"),
     ("tsne=maybe", "tsne must be a bool"),
     ("momentum=abc", "momentum must be a finite real number"),
     ("val_fraction=", "val_fraction must be a finite real number"),

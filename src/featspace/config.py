@@ -59,6 +59,7 @@ class TrainConfig:
 
     # what is trained
     dataset: str = "digits"                 # featspace.data name
+    dataset_params: dict[str, Any] = field(default_factory=dict)  # the dataset's options (e.g. imagenet classes)
     data_dir: str | None = None             # where the dataset files are (None: the loader's defaults)
     download: bool = False                  # fetch the dataset where there is internet
     backbone: str = "small_cnn"             # featspace.models name
@@ -92,8 +93,10 @@ class TrainConfig:
                                             # for the whole run
     # data
     val_fraction: float = 0.1               # stratified hold-out of the training set (LACE: 10%)
-    augment: bool = True                    # the dataset's standard augmentation
-    num_workers: int = 0                    # DataLoader workers
+    augment: bool | str = True              # true: the dataset's standard policy; false: none; or a policy name
+    image_size: int | None = None           # pixels, side of the square images the model sees (None: dataset's)
+    skip_corrupt: bool = False              # image folders: skip unreadable files (listed in skipped_files.txt)
+    num_workers: int = 0                    # DataLoader workers (they decode the streamed image folders)
     # reproducibility and hardware
     seed: int = 0
     deterministic: bool = False             # torch deterministic algorithms (slower)
@@ -178,6 +181,25 @@ def _module_names(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a list of module names or .py paths, got {value!r}")
 
 
+#: what dataset_params may not set: the config fields (and the loader argument) that say it already
+_DATASET_FIELDS = ("root", "data_dir", "download", "image_size", "skip_corrupt")
+
+
+def _dataset_params(name: str, value: object) -> None:
+    _mapping(name, value)
+    taken = sorted(set(value) & set(_DATASET_FIELDS))  # type: ignore[arg-type]
+    if taken:
+        raise ValueError(f"{name} may not set {', '.join(taken)}: set the config field of that name instead")
+
+
+def _augment(name: str, value: object) -> None:
+    from featspace.data.transforms import POLICIES  # here, not at the top: configs load without the data stack
+
+    if not isinstance(value, bool) and value not in POLICIES:
+        raise ValueError(f"{name} must be true (the dataset's standard policy), false (none) or one of "
+                         f"{', '.join(POLICIES)}, got {value!r}")
+
+
 def _devices(name: str, value: object) -> None:
     # what Lightning accepts: a count >= 1, -1 (all), "auto", or a list of device indices "0,1"
     if isinstance(value, str):
@@ -212,8 +234,8 @@ _PRECISIONS = ("32-true", "32", 32, "64-true", "64", 64, "bf16-mixed", "bf16", "
 _FIELD_CHECKS: dict[str, Any] = {
     "dataset": _text, "data_dir": _optional_text, "backbone": _text, "head": _text, "recipe": _optional_text,
     "accelerator": _text, "strategy": _text, "notes": _free_text,
-    "backbone_params": _mapping, "head_params": _mapping,
-    "embedding_dim": _optional_positive_int,
+    "backbone_params": _mapping, "head_params": _mapping, "dataset_params": _dataset_params,
+    "embedding_dim": _optional_positive_int, "image_size": _optional_positive_int, "augment": _augment,
     "optimizer": lambda name, value: hparams.choice(name, value, ("adam", "adamw", "sgd")),
     "schedule": lambda name, value: hparams.choice(name, value, ("none", "multistep", "cosine")),
     "precision": lambda name, value: hparams.choice(name, value, _PRECISIONS),
@@ -233,8 +255,8 @@ _FIELD_CHECKS: dict[str, Any] = {
     "loggers": _loggers,
     "imports": _module_names,
     "devices": _devices,
-    **_booleans("download", "nesterov", "head_weight_decay", "augment", "deterministic", "sync_batchnorm", "tsne",
-                "freeze_batchnorm"),
+    **_booleans("download", "nesterov", "head_weight_decay", "deterministic", "sync_batchnorm", "tsne",
+                "freeze_batchnorm", "skip_corrupt"),
     **_non_negative_ints("warmup_epochs", "episode_ways", "episode_shots", "max_epochs", "max_steps",
                          "early_stopping_patience", "num_workers", "freeze_backbone_epochs"),
 }

@@ -131,3 +131,62 @@ def write_imagefolder(root: Path, split: str, classes: dict[str, int], size: tup
             else:
                 image = Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8), mode="RGB")
             image.save(folder / f"{i}.png")
+
+
+def _save(path: Path, value: int, size: tuple[int, int], fmt: str | None = None) -> None:
+    """A flat RGB image of ``value`` (width, height = ``size``), JPEG or PNG by suffix (or ``fmt``)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8), mode="RGB").save(path, format=fmt)
+
+
+def write_mixed_folder(root: Path, splits: dict[str, dict[str, int]]) -> list[Path]:
+    """``root/<split>/<class>/<i>.{png,jpg}``: PNG and JPEG alternately, sizes and aspect ratios varying (wide,
+    tall, square, 20–70 px), every pixel of class k at 40·k + 10 so that the class survives resizing and JPEG.
+    Returns the files written."""
+    shapes = [(40, 24), (24, 40), (33, 33), (70, 20), (20, 52)]
+    written = []
+    for split, classes in splits.items():
+        for k, (name, count) in enumerate(sorted(classes.items())):
+            for i in range(count):
+                path = root / split / name / f"{i}.{'png' if i % 2 == 0 else 'jpg'}"
+                _save(path, 40 * k + 10, shapes[(i + k) % len(shapes)])
+                written.append(path)
+    return written
+
+
+def write_tinyimagenet(root: Path, wnids: list[str], n_train: int = 3, n_val: int = 2) -> None:
+    """Tiny ImageNet's release layout: wnids.txt, words.txt, train/<wnid>/images/<wnid>_<i>.JPEG (+ the boxes
+    file), val/images/val_<i>.JPEG with val/val_annotations.txt, test/images/ (unlabelled), 64×64 JPEGs."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    (root / "words.txt").write_text("".join(f"{w}\tword{w[-2:]}, synonym\n" for w in wnids) + "n99999999\tother\n")
+    for k, wnid in enumerate(sorted(wnids)):
+        boxes = []
+        for i in range(n_train):
+            _save(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG", 30 * k + 5, (64, 64), "JPEG")
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
+    lines = []
+    number = 0
+    for k, wnid in enumerate(sorted(wnids)):
+        for _ in range(n_val):
+            name = f"val_{number}.JPEG"
+            _save(root / "val" / "images" / name, 30 * k + 5, (64, 64), "JPEG")
+            lines.append(f"{name}\t{wnid}\t1\t2\t60\t61\n")
+            number += 1
+    (root / "val" / "val_annotations.txt").write_text("".join(lines[::-1]))  # not in class order, as released
+    _save(root / "test" / "images" / "test_0.JPEG", 7, (64, 64), "JPEG")
+
+
+def write_imagenet(root: Path, wnids: list[str], n_train: int = 2, n_val: int = 1) -> None:
+    """ImageNet's folder layout: train/<wnid>/<wnid>_<i>.JPEG and val/<wnid>/ILSVRC2012_val_<n>.JPEG, images of
+    varying aspect ratio larger than 32 px."""
+    number = 0
+    for k, wnid in enumerate(sorted(wnids)):
+        for i in range(n_train):
+            _save(root / "train" / wnid / f"{wnid}_{i}.JPEG", 10 * k + 5, (48 + 8 * i, 36), "JPEG")
+        for _ in range(n_val):
+            number += 1
+            _save(root / "val" / wnid / f"ILSVRC2012_val_{number:08d}.JPEG", 10 * k + 5, (40, 56), "JPEG")

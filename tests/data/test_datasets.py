@@ -43,7 +43,8 @@ def check_bundle(bundle, n_train, n_test, channels, size, num_classes):
 
 
 def test_registry_lists_every_dataset_with_a_description():
-    expected = ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "svhn", "imagefolder"]
+    expected = ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar100_coarse", "svhn", "imagefolder",
+                "tinyimagenet", "imagenet"]
     fewshot = [f"fewshot_{s}" for s in ("mini_imagenet", "tiered_imagenet", "cub", "cifar_fs", "fashion", "digits")]
     assert sorted(data.names()) == sorted(expected + fewshot)
     for name in expected + fewshot:
@@ -53,7 +54,7 @@ def test_registry_lists_every_dataset_with_a_description():
 
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid datasets: .*digits.*cifar10"):
-        data.load("imagenet")
+        data.load("imagenet21k")
     with pytest.raises(ValueError, match="unknown dataset"):
         data.describe("nope")
 
@@ -191,20 +192,19 @@ def test_svhn(tmp_path, monkeypatch):
     assert bundle.augment == "crop"  # digits are not flipped
 
 
-def test_imagefolder_resizes_converts_and_keeps_train_class_indices(tmp_path):
+def test_imagefolder_lists_files_and_keeps_train_class_indices(tmp_path):
     formats.write_imagefolder(tmp_path, "train", {"ant": 2, "bee": 3, "cat": 2})
     formats.write_imagefolder(tmp_path, "val", {"bee": 2, "cat": 1}, size=(9, 30), gray=True)  # no "ant"
     bundle = data.load("imagefolder", data_dir=tmp_path, image_size=16)
-    check_bundle(bundle, 7, 3, 3, 16, 3)
-    assert bundle.class_names == ["ant", "bee", "cat"]
-    assert bundle.train_labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
-    # the val tree's writer numbered its classes 0 (bee), 1 (cat); featspace maps them to train's 1, 2
-    assert bundle.test_labels.tolist() == [1, 1, 2]
-    # flat images stay flat through resizing; pixel values identify the image
-    assert bundle.train_images[2].unique().tolist() == [20]
-    assert bundle.test_images[2].unique().tolist() == [20]  # gray -> RGB, class index 1 in the val writer
-    assert bundle.augment == "crop_flip"
-    assert data.load("imagefolder", data_dir=tmp_path).image_size == (32, 32)
+    assert isinstance(bundle, data.FolderBundle) and bundle.image_size == 16 and bundle.in_channels == 3
+    assert bundle.class_names == ["ant", "bee", "cat"] and bundle.num_classes == 3
+    assert bundle.train.labels.tolist() == [0, 0, 1, 1, 1, 2, 2]
+    # the val tree's writer numbered its classes 0 (bee), 1 (cat); featspace maps them to train's 1, 2; with no
+    # test/, val/ is the test split
+    assert bundle.test.labels.tolist() == [1, 1, 2] and bundle.val is None
+    assert bundle.test.paths[2].endswith("val/cat/0.png")
+    assert bundle.augment == "crop_flip" and bundle.skipped == []
+    assert data.load("imagefolder", data_dir=tmp_path).image_size == 32
 
 
 # ---------------------------------------------------------------------------------------------- errors

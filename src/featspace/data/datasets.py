@@ -4,7 +4,8 @@ Every dataset the papers use (Fashion-MNIST, MNIST, CIFAR-10, CIFAR-100 fine and
 through torchvision's own dataset classes (their on-disk layouts, checksums and ``download``), then held
 as one uint8 tensor ``[N, C, H, W]`` per split, so a CPU epoch is spent in the model rather than in
 per-image PIL conversions. scikit-learn's bundled 8×8 digits are the embedded default that needs no
-download, and ``imagefolder`` reads any ``train/`` + ``test/`` (or ``val/``) tree of images.
+download. The image folders (``imagefolder``, ``tinyimagenet``, ``imagenet``) are not held in memory:
+``featspace.data.folders`` lists their files and the data loader's workers decode them.
 
 Failures never surface as a traceback from inside torchvision: a missing, incomplete or corrupt dataset
 raises :class:`DatasetNotFoundError`, whose message names the files looked for, every directory tried,
@@ -28,12 +29,12 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from featspace.data.images import UnsafeImageError, read_image
 from featspace.data.split import stratified_split
 from featspace.registry import Registry
 
@@ -129,17 +130,25 @@ def load(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = False,
     image_size: int | None = None,
-) -> DatasetBundle:
-    """Load dataset ``name`` into memory.
+    skip_corrupt: bool = False,
+    **params: Any,
+) -> Any:
+    """Load dataset ``name``: a :class:`DatasetBundle` held in memory, or for the image folders a
+    ``featspace.data.folders.FolderBundle`` of file lists that the data loader streams.
 
     data_dir: the root that holds the dataset in torchvision's layout (default :func:`default_data_dir`);
-        for ``imagefolder`` the directory with ``train/`` and ``test/`` (or ``val/``) class folders.
+        for ``imagefolder`` the directory with ``train/`` and ``test/`` (and/or ``val/``) class folders.
     download: let torchvision fetch the files into ``data_dir`` when no local copy is found (needs internet).
         MNIST and Fashion-MNIST are looked for first in torchvision's layout (``data_dir/MNIST/raw``,
         ``data_dir/FashionMNIST/raw``), then as IDX files, gzipped or not, in ``data_dir/<Class>``,
         ``data_dir/<name>`` and ``data_dir`` itself, and Fashion-MNIST also in
         ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
-    image_size: ``imagefolder`` only: the side every image is resized to (default 32).
+    image_size: the image side, for the datasets whose loader takes one (the image folders, the few-shot
+        splits); the others have a fixed size (``DataModule(image_size=...)`` resizes their batches instead).
+    skip_corrupt: image folders: leave unreadable files out (listed in the bundle's ``skipped``) instead of
+        stopping at the first; the datasets held in whole files ignore it.
+    params: the dataset's own options (a config's ``dataset_params``), e.g. ``classes=100`` for ``imagenet``;
+        an option the dataset does not take is a ValueError listing those it does.
 
     Raises :class:`DatasetNotFoundError` when the files are missing or corrupt or an explicit ``data_dir`` does
     not exist (it never falls back on another copy), ``ValueError`` for an
@@ -151,17 +160,23 @@ def load(
     if image_size is not None and "image_size" not in options:
         sized = ", ".join(n for n in names() if "image_size" in DATASETS.parameters(n))
         raise ValueError(f"{name!r} has a fixed image size; image_size applies to {sized} only")
+    reserved = sorted(set(params) & {"root", "download", "image_size", "skip_corrupt"})
+    if reserved:
+        raise ValueError(f"dataset_params may not set {', '.join(reserved)}: they are config fields of their own")
+    DATASETS.check(name, params)
     if data_dir is None and entry.extras.get("needs_data_dir"):
         raise ValueError(f"{name} needs data_dir: {entry.extras['needs_data_dir']}")
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if data_dir is not None and not download and not root.is_dir():
         # an explicit directory that is not there is a typo, never a reason to fall back on another copy
         raise DatasetNotFoundError(f"data_dir {root} for {name!r} does not exist (or is not a directory)")
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, object] = dict(params)
     if "download" in options:
         kwargs["download"] = download
     if image_size is not None:
         kwargs["image_size"] = image_size
+    if "skip_corrupt" in options:
+        kwargs["skip_corrupt"] = skip_corrupt
     return DATASETS.build(name, root, **kwargs)
 
 
@@ -534,70 +549,3 @@ def _load_svhn(root: Path, download: bool = False) -> DatasetBundle:
     # digits are not mirror-symmetric, so SVHN's standard augmentation crops but never flips
     return _bundle("svhn", as_tensors(train), as_tensors(test), [str(i) for i in range(10)], augment="crop",
                    source=str(folder))
-
-
-# ---------------------------------------------------------------------------------------------- image folders
-
-
-@DATASETS.register("imagefolder", description="any train/ + test/ (or val/) tree of class folders of images, "
-                   "resized and held in memory",
-                   needs_data_dir="a directory with train/ and test/ (or val/) subfolders")
-def _load_imagefolder(root: Path, image_size: int = 32) -> DatasetBundle:
-    """Read ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``val/``) through torchvision's
-    ImageFolder, convert every image to RGB, resize it to ``image_size × image_size`` (bilinear, with
-    antialiasing) and keep the result in memory as uint8.
-
-    Memory: ``N · 3 · image_size²`` bytes — 150 MB for 50k images at 32 px, 7.5 GB at 224 px; this path
-    suits datasets that fit in RAM at the chosen size. Test classes are indexed by the training classes
-    (a test folder may lack some of them; a class absent from train/ is an error).
-    """
-    from torchvision import datasets
-
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    train_dir = root / "train"
-    test_dir = next((root / s for s in ("test", "val") if (root / s).is_dir()), root / "test")
-    how = "arrange the images as DATA_DIR/train/<class name>/<image> and DATA_DIR/test/<class name>/<image>"
-    looked_for = ["train/<class>/<images>", "test/<class>/<images> or val/<class>/<images>"]
-    if not train_dir.is_dir() or not test_dir.is_dir():
-        absent = [str(d) for d in (train_dir, test_dir) if not d.is_dir()]
-        raise not_found_error("imagefolder", looked_for, [root], how, f"missing {' and '.join(absent)}")
-    transform = None  # read_image decodes and resizes: the same path a trained run's predictions take
-
-    def rgb_loader(path: str) -> Tensor:
-        return read_image(path, channels=3, size=(image_size, image_size))
-
-    try:
-        train = datasets.ImageFolder(str(train_dir), transform=transform, loader=rgb_loader)
-        class_to_idx = train.class_to_idx
-
-        class _TrainIndexed(datasets.ImageFolder):
-            def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-                present = sorted(e.name for e in os.scandir(directory) if e.is_dir())
-                unknown = [c for c in present if c not in class_to_idx]
-                if unknown:
-                    raise ValueError(f"{directory} has classes not in {train_dir}: {', '.join(unknown)}")
-                return present, {c: class_to_idx[c] for c in present}
-
-        test = _TrainIndexed(str(test_dir), transform=transform, loader=rgb_loader)
-        splits = [_stack_folder(train), _stack_folder(test)]
-    except UnsafeImageError:  # not a missing dataset: a file to look at, named in one line
-        raise
-    except (OSError, ValueError, RuntimeError) as err:  # no images, unreadable file, unknown class, ...
-        cause = f"{type(err).__name__}: {err}"
-        raise not_found_error("imagefolder", looked_for, [train_dir, test_dir], how, cause) from err
-    return _bundle("imagefolder", splits[0], splits[1], list(train.classes), augment="crop_flip", source=str(root))
-
-
-def _stack_folder(folder: object) -> tuple[Tensor, Tensor]:
-    """Decode every image of an ImageFolder once into one preallocated uint8 tensor."""
-    images: Tensor | None = None
-    labels = torch.empty(len(folder), dtype=torch.int64)
-    for i in range(len(folder)):
-        image, label = folder[i]
-        if images is None:
-            images = torch.empty((len(folder), *image.shape), dtype=torch.uint8)
-        images[i] = image
-        labels[i] = label
-    assert images is not None  # ImageFolder refuses an empty tree before we get here
-    return images, labels

@@ -27,6 +27,7 @@ from featspace.rundir.layout import (
     MODEL,
     PAIR_ANGLES,
     PLOTS,
+    SKIPPED_FILES,
     RunDir,
     RunDirTaken,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "STATUSES",
     "RunDir",
     "RunDirTaken",
+    "SKIPPED_FILES",
     "RunIndex",
     "RunIndexError",
     "RunRecord",

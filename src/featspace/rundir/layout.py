@@ -12,7 +12,8 @@
         centroid_history.npz   the centroids (or class means) after every epoch
         fewshot.json           few-shot results, when evaluated
         model.json             what inference needs besides the weights: class names, channels, image size,
-                               normalisation (``featspace.train.load_run`` never touches the training data)
+                               normalisation, resizing (``featspace.train.load_run`` never touches the training data)
+        skipped_files.txt      image-folder files left out as unreadable (``skip_corrupt``): path<TAB>reason
         plots/                 the figures, drawn by ``featspace.report.run_figures`` from the files above
 
 Every writer here goes through ``featspace.io`` (temporary file, then rename), so a killed run never leaves a
@@ -51,6 +52,7 @@ __all__ = [
     "PLOTS",
     "RunDir",
     "RunDirTaken",
+    "SKIPPED_FILES",
 ]
 
 CONFIG = "config.yaml"
@@ -65,6 +67,7 @@ CENTROID_HISTORY = "centroid_history.npz"
 FEWSHOT = "fewshot.json"
 PLOTS = "plots"
 MODEL = "model.json"
+SKIPPED_FILES = "skipped_files.txt"
 
 
 class RunDirTaken(ValueError):
@@ -132,6 +135,10 @@ class RunDir:
     @property
     def model(self) -> Path:
         return self.path / MODEL
+
+    @property
+    def skipped_files(self) -> Path:
+        return self.path / SKIPPED_FILES
 
     def is_run(self) -> bool:
         """Whether this directory holds a run (its config)."""
@@ -246,6 +253,19 @@ class RunDir:
 
     def write_model(self, info: dict[str, Any]) -> None:
         write_json(self.model, info)
+
+    def write_skipped_files(self, skipped: list[tuple[str, str]]) -> None:
+        """``path<TAB>reason`` per line for the files an image folder left out (``skip_corrupt``)."""
+        with atomic_path(self.skipped_files, suffix=".txt") as tmp:
+            Path(tmp).write_text("".join(f"{path}\t{' '.join(str(reason).split())}\n" for path, reason in skipped),
+                                 encoding="utf-8")
+
+    def read_skipped_files(self) -> list[tuple[str, str]]:
+        """(path, reason) of the files left out, or [] when none were."""
+        if not self.skipped_files.is_file():
+            return []
+        lines = self.skipped_files.read_text(encoding="utf-8").splitlines()
+        return [(path, reason) for path, _, reason in (line.partition("\t") for line in lines if line)]
 
     def write_pair_angles(self, histogram: dict[str, Any]) -> None:
         write_json(self.pair_angles, histogram)

@@ -3,9 +3,13 @@ the figures are drawn from.
 
 Runs after training (in the training process, rank 0) and on demand with ``featspace eval RUN_DIR``. It writes,
 through ``featspace.rundir``: ``embeddings.npz`` (test embeddings, labels, scores, the head's feature space,
-training class means, learned centroids, class names), ``pair_angles.json`` (the pair-angle histograms that
+training class means, learned centroids, class names; the embeddings and labels of at most ``eval_max_samples``
+training images; for image folders the file of every row), ``pair_angles.json`` (the pair-angle histograms that
 D_EM and D_KL come from, computed once, here), ``centroid_history.npz`` and ``metrics.json``. It draws nothing:
 ``featspace.report.run_figures`` draws a run's figures from those files.
+
+Every split is read through the data module's loaders, so a streamed image folder is embedded as it is trained:
+decoded batch by batch in the loader's workers, never held whole.
 """
 
 from __future__ import annotations
@@ -116,16 +120,34 @@ def pair_angle_histograms(separation: AngularSeparation) -> dict[str, Any]:
     }
 
 
-def _embedding_arrays(head: Head, train: Embeddings, test: Embeddings, class_names: Sequence[str]) -> dict[str, Any]:
+def _train_sample(count: int, limit: int, seed: int) -> Tensor:
+    """Sorted rows of a seeded random subset of at most ``limit`` of ``count`` training samples."""
+    if count <= limit:
+        return torch.arange(count)
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(count, generator=generator)[:limit].sort().values
+
+
+def _embedding_arrays(head: Head, train: Embeddings, test: Embeddings, class_names: Sequence[str], *,
+                      train_limit: int, seed: int = 0, test_paths: Sequence[str] | None = None,
+                      train_paths: Sequence[str] | None = None) -> dict[str, Any]:
     assert test.scores is not None
     means, _ = class_means(train.embeddings, train.labels, test.scores.shape[1])
+    kept = _train_sample(train.labels.numel(), train_limit, seed)
     arrays: dict[str, Any] = {
         "test_embeddings": test.embeddings.numpy(),
         "test_labels": test.labels.numpy(),
         "test_scores": test.scores.numpy(),
         "train_class_means": means.numpy(),
         "class_names": np.array([str(n) for n in class_names]),
+        # a seeded subset of the training split (issue 14: train-vs-test comparisons), rows in split order
+        "train_embeddings": train.embeddings[kept].numpy(),
+        "train_labels": train.labels[kept].numpy(),
     }
+    if test_paths is not None:
+        arrays["test_paths"] = np.array([str(p) for p in test_paths])
+    if train_paths is not None:
+        arrays["train_paths"] = np.array([str(train_paths[i]) for i in kept.tolist()])
     if test.own_space:
         arrays["test_feature_space"] = test.feature_space.numpy()
     centroids = head.learned_centroids()
@@ -144,14 +166,16 @@ def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundi
     details: dict[str, Any] = {}
     metrics = evaluate_model(module.head, train_split, test_split, seed=config.seed, details=details)
     metrics.update(training)
-    rundir.write_embeddings(_embedding_arrays(module.head, train_split, test_split, datamodule.class_names))
+    paths = getattr(datamodule, "split_paths", None)
+    arrays = _embedding_arrays(module.head, train_split, test_split, datamodule.class_names,
+                               train_limit=int(config.eval_max_samples), seed=config.seed,
+                               test_paths=paths("test") if paths else None,
+                               train_paths=paths("train_eval") if paths else None)
+    rundir.write_embeddings(arrays)
     rundir.write_pair_angles(pair_angle_histograms(details["angular_separation"]))
     if module.centroid_history:
         rundir.write_centroid_history(torch.stack(module.centroid_history).numpy(), module.centroid_source)
-    bundle = datamodule.bundle
-    rundir.write_model({"class_names": [str(n) for n in bundle.class_names], "num_classes": bundle.num_classes,
-                        "in_channels": bundle.in_channels, "image_size": list(bundle.image_size),
-                        "mean": list(bundle.mean), "std": list(bundle.std)})
+    rundir.write_model(datamodule.model_info())
     rundir.write_metrics(metrics)
     return metrics
 

@@ -110,7 +110,8 @@ def evaluate_fewshot(run_dir: str | Path, *, shots: Sequence[int] = (1, 5), epis
     # the split's own hold-out seed (0), not the run's: the same split object the training path loaded
     fewshot = load_split(split_name, data_dir=data_dir or config.data_dir)
 
-    module, _, chosen = load_trained(rundir.path)
+    # the model alone, from model.json (the training data, an image folder perhaps, is not read again)
+    module, _, chosen = load_trained(rundir.path, with_data=not rundir.model.is_file())
     device = torch.device(device) if device is not None else _default_device()
     module.to(device)
 

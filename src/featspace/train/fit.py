@@ -35,6 +35,8 @@ from featspace.train.history import HistoryWriter
 from featspace.train.module import FeatureModule
 from featspace.train.parts import build_parts
 
+log = logging.getLogger(__name__)
+
 __all__ = ["PAUSE_ENV", "PauseAfterEpoch", "RelocatableCheckpoint", "checkpoint_callbacks", "fit", "fit_and_evaluate",
            "quiet_lightning"]
 
@@ -59,6 +61,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # a resumed run writes into its own checkpoint directory, which is the point of resuming
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+
+
+def _is_rank_zero() -> bool:
+    from featspace.train.run import launch_rank  # run imports this module
+
+    return launch_rank() == 0
 
 
 def _uses_cuda(config: TrainConfig) -> bool:
@@ -151,10 +159,15 @@ def fit(config: TrainConfig, rundir: RunDir, checkpoint: str | None, *, progress
     # a resumed fit's checkpoint replaces the initial (pretrained) weights: they are not read again
     datamodule, backbone, head = build_parts(config, backbone=backbone, initial_weights=checkpoint is None)
     datamodule.setup("fit")
+    if datamodule.skipped and _is_rank_zero():
+        rundir.write_skipped_files(datamodule.skipped)
+        log.warning("skipped %d unreadable files of %s (skip_corrupt); listed in %s", len(datamodule.skipped),
+                    config.dataset, rundir.skipped_files)
     steps_per_epoch = max(1, math.ceil(len(datamodule.train_dataloader())))
     module = FeatureModule(backbone, head, config, steps_per_epoch)
 
-    has_val = config.val_fraction > 0
+    # an image folder's own val/ is a validation split whatever val_fraction says
+    has_val = datamodule.has_validation
     last_checkpoint, best_checkpoint = checkpoint_callbacks(rundir.checkpoints, has_val)
     history = HistoryWriter(rundir.history)
     # best before last: Lightning runs checkpoint callbacks in list order, and last.ckpt (what --resume reads)

@@ -25,7 +25,8 @@ class TrainedRun(nn.Module):
     uint8 images [B, C, H, W] (``read_image`` makes them from files) or already normalised float images."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module, *, class_names: Sequence[str], in_channels: int,
-                 image_size: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> None:
+                 image_size: Sequence[int], mean: Sequence[float], std: Sequence[float], resize: str = "stretch",
+                 crop_pct: float = 1.0, interpolation: str = "bilinear") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -34,6 +35,8 @@ class TrainedRun(nn.Module):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        #: how a file is brought to ``image_size``, as the run's test images were (``featspace.data.read_image``)
+        self.resize, self.crop_pct, self.interpolation = str(resize), float(crop_pct), str(interpolation)
 
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8 images as in training (``featspace.data.normalize``); float images are taken as normalised."""
@@ -52,7 +55,8 @@ class TrainedRun(nn.Module):
 
     def read(self, path: str | Path) -> Tensor:
         """uint8 [C, H, W] of an image file, decoded and resized as this run's training images were."""
-        return read_image(path, channels=self.in_channels, size=self.image_size)
+        return read_image(path, channels=self.in_channels, size=self.image_size, resize=self.resize,
+                          crop_pct=self.crop_pct, interpolation=self.interpolation)
 
 
 def load_run(run_dir: str | Path, *, map_location: str | torch.device = "cpu") -> TrainedRun:
@@ -64,6 +68,9 @@ def load_run(run_dir: str | Path, *, map_location: str | torch.device = "cpu") -
     backbone, head = build_model(config, in_channels=int(info["in_channels"]), image_size=int(info["image_size"][0]),
                                  num_classes=int(info["num_classes"]), initial_weights=False)
     run = TrainedRun(backbone, head, class_names=info["class_names"], in_channels=info["in_channels"],
-                     image_size=info["image_size"], mean=info["mean"], std=info["std"])
+                     image_size=info["image_size"], mean=info["mean"], std=info["std"],
+                     # runs written before image folders streamed have no resize keys: they stretched
+                     resize=info.get("resize", "stretch"), crop_pct=info.get("crop_pct", 1.0),
+                     interpolation=info.get("interpolation", "bilinear"))
     load_weights(run, rundir.evaluation_checkpoint(config), map_location)  # FeatureModule's keys fit TrainedRun's
     return run.to(map_location).eval()
