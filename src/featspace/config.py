@@ -106,6 +106,8 @@ class TrainConfig:
     strategy: str = "auto"                  # "auto" | "ddp" | ...
     precision: str = "32-true"              # Lightning precision; "bf16-mixed" / "16-mixed" on CUDA
     sync_batchnorm: bool = True             # SyncBatchNorm under multi-GPU DDP (CUDA only: CPU/gloo cannot)
+    compile: bool = False                   # torch.compile the step's forward (backbone + head); first steps compile
+    channels_last: bool = False             # channels-last memory format for the backbone and its input images
     # evaluation and artefacts
     tsne: bool = True                       # t-SNE plot after training (seconds on CPU for ≤3000 points)
     eval_max_samples: int = 10000           # cap on samples for cluster validity / pair statistics
@@ -256,7 +258,7 @@ _FIELD_CHECKS: dict[str, Any] = {
     "imports": _module_names,
     "devices": _devices,
     **_booleans("download", "nesterov", "head_weight_decay", "deterministic", "sync_batchnorm", "tsne",
-                "freeze_batchnorm", "skip_corrupt"),
+                "freeze_batchnorm", "skip_corrupt", "compile", "channels_last"),
     **_non_negative_ints("warmup_epochs", "episode_ways", "episode_shots", "max_epochs", "max_steps",
                          "early_stopping_patience", "num_workers", "freeze_backbone_epochs"),
 }
@@ -407,7 +409,8 @@ def as_list(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------------------------- the identity of a config
 #: config fields that never change what a run computes, left out of the cell hash
-NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne", "loggers", "imports")
+NON_RESULT_FIELDS = ("data_dir", "download", "num_workers", "notes", "recipe", "tsne", "loggers", "imports", "compile",
+                     "channels_last")
 
 
 def _canonical(value: Any) -> Any:

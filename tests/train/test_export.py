@@ -67,7 +67,7 @@ def _one_line(text: str) -> str:
 
 
 @pytest.mark.slow
-def test_every_format_scores_as_featspace_predict_from_the_run_directory_alone(run_dir, tmp_path, capsys,
+def test_every_format_scores_and_embeds_as_featspace_predict_and_embed_from_the_run_directory_alone(run_dir, tmp_path, capsys,
                                                                                no_dataset):
     queries = [*_write_images(tmp_path / "queries", 4, 0, seed=20, size=(40, 24)),  # resized to 32x32 on reading
                *_write_images(tmp_path / "queries" / "more", 3, 2, seed=21)]
@@ -82,6 +82,11 @@ def test_every_format_scores_as_featspace_predict_from_the_run_directory_alone(r
     images = pixels.float() / 255.0  # the exported models' input: [0, 1], normalised inside
     predicted = torch.tensor([[float(r[f"top{i}_score"]) for i in range(1, 4)] for r in rows])
     predicted_classes = [[CLASSES.index(r[f"top{i}"]) for i in range(1, 4)] for r in rows]
+    npz = tmp_path / "embedded.npz"  # `featspace embed` from the run directory alone, too
+    assert main(["embed", str(run_dir), str(tmp_path / "queries"), "--out", str(npz), "--no-progress"]) == 0
+    with np.load(npz) as embedded:
+        by_path = dict(zip(embedded["paths"].tolist(), embedded["embeddings"]))
+    embed_rows = torch.tensor(np.stack([by_path[str(p)] for p in paths]))
     capsys.readouterr()
     for format in FORMATS:
         out = tmp_path / "exports" / f"model{SUFFIX[format]}"
@@ -95,6 +100,7 @@ def test_every_format_scores_as_featspace_predict_from_the_run_directory_alone(r
             assert scores.argmax(1).tolist() == [CLASSES.index(r["predicted"]) for r in rows]
         torch.testing.assert_close(scores, model.predict(pixels), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(embeddings, model.embed(pixels), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(embeddings, embed_rows, rtol=1e-5, atol=1e-5)
         single, _ = load_exported(out, format)(images[:1])  # any batch size
         torch.testing.assert_close(single, scores[:1], rtol=1e-5, atol=1e-5)
         info = read_json(sidecar_path(out))

@@ -91,3 +91,30 @@ def test_epoch_means_are_batch_size_weighted_and_seen_by_callbacks_even_when_max
         trainer.fit(module, loader)
         assert len(recorder.rows) == 2 and all("train_loss" in row and "train_acc" in row for row in recorder.rows)
         torch.testing.assert_close(torch.tensor(recorder.rows[-1]["train_loss"]), expected)
+
+
+def test_channels_last_and_compile_give_the_eager_step():
+    """``channels_last`` and ``compile`` change how a step runs, not what it computes: same loss as eager, and the
+    state dict keeps its keys (checkpoints of either kind load into the other)."""
+    from featspace import models
+
+    torch.manual_seed(0)
+    images, labels = torch.randn(16, 1, 8, 8), torch.arange(16) % 4
+    losses, keys = [], []
+    for extra in ({}, {"channels_last": True}, {"compile": True}):
+        torch.manual_seed(0)
+        backbone = models.build_backbone("small_cnn", in_channels=1, embedding_dim=8)
+        head = heads.build("softmax", 8, 4)
+        config = TrainConfig(embedding_dim=8, max_epochs=1, **extra)
+        module = FeatureModule(backbone, head, config, steps_per_epoch=1)
+        module.eval()
+        if extra.get("compile"):
+            module._compiled = torch.compile(module._forward, backend="aot_eager")  # the step's forward, fast to build
+        forward = module._compiled if config.compile else module._forward
+        batch = images.contiguous(memory_format=torch.channels_last) if config.channels_last else images
+        _, out = forward(batch, labels, False)
+        losses.append(out.loss.detach())
+        keys.append(sorted(module.state_dict()))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses[2], losses[0], rtol=1e-5, atol=1e-6)
+    assert keys[0] == keys[1] == keys[2]

@@ -42,6 +42,7 @@ __all__ = [
     "plot_embeddings_2d",
     "plot_training_curves",
     "plot_tsne",
+    "tsne_projection",
 ]
 
 #: Okabe & Ito's colour-blind-safe palette (yellow last: weakest on white), then grey and Tol's wine
@@ -282,6 +283,37 @@ def plot_centroid_history(
     return _save(fig, path)
 
 
+def tsne_projection(x: np.ndarray, *, dim: int = 2, metric: str = "cosine", seed: int = 0, perplexity: float = 30.0,
+                    method: str = "auto") -> tuple[np.ndarray, float]:
+    """t-SNE of ``x`` [N, d] into ``dim`` dimensions; returns (points [N, dim], the final KL divergence).
+
+    ``method``: ``"opentsne"`` (openTSNE's Barnes–Hut gradient, PCA initialisation, 250 early-exaggeration + 500
+    iterations, both cores), ``"sklearn"`` (``sklearn.manifold.TSNE``, PCA initialisation, 1000 iterations) or
+    ``"auto"``: openTSNE where it is installed (the ``train`` extra installs it), else scikit-learn. Both
+    minimise the same objective with the same perplexity and metric; ``benchmarks/tsne.py`` measures the two on
+    the same points: openTSNE reaches an equal or lower KL divergence in a fraction of the time (its table is in
+    the README). ``perplexity`` is lowered to (N − 1)/3 for tiny sets, as both require."""
+    if method not in ("auto", "opentsne", "sklearn"):
+        raise ValueError(f"method must be auto, opentsne or sklearn, got {method!r}")
+    perplexity = min(perplexity, (x.shape[0] - 1) / 3)
+    if method in ("auto", "opentsne"):
+        try:
+            import openTSNE
+        except ModuleNotFoundError:
+            if method == "opentsne":
+                raise
+        else:
+            # Barnes-Hut: for a few thousand points faster than the FFT interpolation, and the only one for 3-D
+            embedding = openTSNE.TSNE(n_components=dim, metric=metric, perplexity=perplexity, initialization="pca",
+                                      random_state=seed, n_jobs=os.cpu_count() or 1,
+                                      negative_gradient_method="bh").fit(np.ascontiguousarray(x, dtype=np.float64))
+            return np.asarray(embedding), float(embedding.kl_divergence)
+    from sklearn.manifold import TSNE
+
+    tsne = TSNE(n_components=dim, metric=metric, init="pca", random_state=seed, perplexity=perplexity)
+    return tsne.fit_transform(x), float(tsne.kl_divergence_)
+
+
 def plot_tsne(
     embeddings: ArrayLike,
     labels: ArrayLike,
@@ -298,15 +330,11 @@ def plot_tsne(
 ) -> Path:
     """t-SNE of ``embeddings`` [N, d] coloured by ``labels`` [N] (000 Fig. 2: 3-D, cosine metric).
 
-    Uses ``sklearn.manifold.TSNE(n_components=dim, metric=metric, init="pca", random_state=seed)`` on at most
-    ``max_samples`` rows (a uniform random subset, ``seed``; 000 used 5000 test images). t-SNE costs
-    O(N log N) per iteration: 3000 points in 2-D took 70 s, 1500 in 3-D 52 s, on two CPU cores shared with
-    other work. ``perplexity`` is
-    lowered to (n − 1)/3 for tiny sets, as sklearn requires. ``sphere`` (default: True for 3-D, as 000 Fig. 2
+    The projection is :func:`tsne_projection` (openTSNE's Barnes–Hut t-SNE where openTSNE is installed, else
+    scikit-learn's) on at most ``max_samples`` rows (a uniform random subset, ``seed``; 000 used 5000 test
+    images); ``perplexity`` is lowered to (n − 1)/3 for tiny sets. ``sphere`` (default: True for 3-D, as 000 Fig. 2
     "constrained to lie on the unit sphere") scales every centred 3-D point to unit length.
     """
-    from sklearn.manifold import TSNE
-
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim}")
     x = embeddings_array(embeddings, min_rows=4)
@@ -316,9 +344,7 @@ def plot_tsne(
     x, y = x[shown], y[shown]
     num_classes = int(y.max()) + 1
     colors, names = class_colors(num_classes), _names(num_classes, class_names)
-    tsne = TSNE(n_components=dim, metric=metric, init="pca", random_state=seed,
-                perplexity=min(perplexity, (x.shape[0] - 1) / 3))
-    projected = tsne.fit_transform(x)
+    projected, _ = tsne_projection(x, dim=dim, metric=metric, seed=seed, perplexity=perplexity)
     on_sphere = dim == 3 if sphere is None else sphere
     if on_sphere:
         centred = projected - projected.mean(axis=0)

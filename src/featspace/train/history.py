@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,20 @@ from featspace.io import write_text
 
 __all__ = ["HistoryWriter", "read_history"]
 
-_FIRST = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "backbone_lr"]
+_FIRST = ["epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "backbone_lr", "epoch_seconds"]
 
 
 class HistoryWriter(L.Callback):
-    """Collects epoch-level metrics (loss, accuracy, every loss part, learning rate) into history.csv."""
+    """Collects epoch-level metrics (loss, accuracy, every loss part, learning rate, the epoch's wall time in
+    seconds) into history.csv."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
+        self._epoch_started: float | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -43,6 +49,8 @@ class HistoryWriter(L.Callback):
             row["lr"] = groups.get("head", trainer.optimizers[0].param_groups[0]["lr"])
             if "trunk" in groups:
                 row["backbone_lr"] = groups["trunk"]
+        if self._epoch_started is not None:  # the epoch's wall time: its steps and its validation
+            row["epoch_seconds"] = time.perf_counter() - self._epoch_started
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         if trainer.is_global_zero:
             write_text(self.path, rows_to_csv(self.rows))

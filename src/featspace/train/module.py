@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from featspace.config import TrainConfig
-from featspace.heads.base import Head
+from featspace.heads.base import Head, HeadOutput
 from featspace.models import Backbone
 
 __all__ = ["EpochSums", "FeatureModule", "lr_factor"]
@@ -105,6 +105,9 @@ class FeatureModule(L.LightningModule):
         self._class_sums: Tensor | None = None    # [C, d] float32, this epoch, this process
         self._class_counts: Tensor | None = None  # [C]
         self._epoch_sums = {"train": EpochSums(), "val": EpochSums()}
+        self._compiled: Any = None  # torch.compile(self._forward), made at the first step (config.compile)
+        if config.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         # fine-tuning (module docstring): the trunk, and what the optimiser may train of it
         if config.freeze_batchnorm:
             for layer in self._batchnorms():
@@ -176,10 +179,22 @@ class FeatureModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._epoch_sums["val"] = EpochSums()
 
+    def _forward(self, images: Tensor, labels: Tensor, train: bool) -> tuple[Tensor, HeadOutput]:
+        """The step's forward: embeddings [B, d] and the head's output. What ``compile: true`` compiles."""
+        embeddings = self._embed(images) if train else self.backbone(images)
+        return embeddings, self.head(embeddings, labels)
+
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         images, labels = batch
-        embeddings = self._embed(images) if stage == "train" else self.backbone(images)
-        out = self.head(embeddings, labels)
+        if self.config.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.config.compile and self._compiled is None:
+            # the bound method, not the modules: the state dict keeps its keys (no ``_orig_mod.`` prefix), so
+            # checkpoints of compiled and eager runs are interchangeable; the heads skip their input checks
+            # while compiling and ``center`` updates its centroids outside the graph
+            self._compiled = torch.compile(self._forward)
+        forward = self._compiled if self.config.compile else self._forward
+        embeddings, out = forward(images, labels, stage == "train")
         if stage == "train" and self.centroid_source == "class_means":
             # in the head's feature space, where learned centroids live (x/‖x‖ for the "Norm." rows)
             with torch.no_grad():
