@@ -15,11 +15,13 @@ gradient on the concatenated batch. Head parameters see ∂L/∂W on every proce
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["gather_with_grad", "gather_no_grad", "global_count", "is_distributed", "world_size"]
+__all__ = ["gather_with_grad", "gather_no_grad", "global_count", "is_distributed", "world_size", "launch_rank"]
 
 
 def is_distributed() -> bool:
@@ -103,3 +105,14 @@ def gather_no_grad(tensor: Tensor) -> Tensor:
     out = [torch.zeros_like(padded) for _ in sizes]
     dist.all_gather(out, padded)
     return torch.cat([g[:n] for g, n in zip(out, sizes)], dim=0)
+
+
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it before any process group exists: 0 for the
+    process a user started; > 0 for the processes Lightning's DDP launcher starts (LOCAL_RANK), torchrun
+    (RANK), other nodes (NODE_RANK) and SLURM tasks (SLURM_PROCID)."""
+    for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["IMAGE_SUFFIXES", "INTERPOLATIONS", "RESIZE_MODES", "CorruptImageError", "UnsafeImageError",
+__all__ = ["IMAGE_SUFFIXES", "RESIZE_MODES", "CorruptImageError", "UnsafeImageError",
            "check_image", "find_images", "open_image", "read_image"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -25,8 +25,6 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 #: how an image is brought to the model's side (module docstring)
 RESIZE_MODES = ("stretch", "shorter_side")
 
-#: the resampling filters a pipeline may use (what timm's ``data_config["interpolation"]`` names)
-INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 class UnsafeImageError(ValueError):

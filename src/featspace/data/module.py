@@ -45,10 +45,11 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, get_worker_info
 from featspace.data.datasets import DatasetBundle
 from featspace.data.episodic import episodic_loader
 from featspace.data.folders import FolderBundle, ImageFiles
-from featspace.data.images import INTERPOLATIONS, open_image
+from featspace.data.images import open_image
 from featspace.data.split import stratified_split
 from featspace.data.transforms import (
     AUGMENT_POLICIES,
+    INTERPOLATIONS,
     POLICIES,
     augment_batch,
     augmentation_keys,

@@ -35,8 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUGMENT_POLICIES", "POLICIES", "augment_batch", "augmentation_keys", "derive_seed", "eval_transform",
-           "normalize", "resolve_policy", "seeded", "train_transform"]
+__all__ = ["AUGMENT_POLICIES", "INTERPOLATIONS", "POLICIES", "augment_batch", "augmentation_keys", "derive_seed",
+           "eval_transform", "normalize", "resolve_policy", "seeded", "train_transform"]
+
+#: the resampling filters a pipeline may use (what timm's ``data_config["interpolation"]`` names)
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 #: the policies ``augment_batch`` applies to whole uint8 batches: ``none``: identity; ``crop``: zero-pad by
 #: ``pad`` and crop back at a random offset; ``crop_flip``: ``crop`` plus a horizontal flip with probability ½.
@@ -139,8 +142,6 @@ def seeded(key: int, function: Callable[..., Any], *args: Any) -> Any:
 
 def _mode(interpolation: str) -> Any:
     from torchvision.transforms import v2
-
-    from featspace.data.images import INTERPOLATIONS
 
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")

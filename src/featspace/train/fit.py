@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 
 from featspace import signals
 from featspace.config import TrainConfig
+from featspace.distributed import launch_rank
 from featspace.rundir import BEST_CHECKPOINT, LAST_CHECKPOINT, RunDir
 from featspace.train import tracking
 from featspace.train.checkpoint_io import AtomicCheckpointIO, load_checkpoint
@@ -64,8 +65,6 @@ def quiet_lightning() -> None:
 
 
 def _is_rank_zero() -> bool:
-    from featspace.train.run import launch_rank  # run imports this module
-
     return launch_rank() == 0
 
 

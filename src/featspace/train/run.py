@@ -30,6 +30,7 @@ from torch import nn
 
 from featspace import models
 from featspace.config import TrainConfig
+from featspace.distributed import launch_rank
 from featspace.rundir import DEFAULT_ROOT, RunDir, RunIndex, new_run_dir
 from featspace.train import fit as fitting
 from featspace.train import tracking
@@ -46,17 +47,6 @@ class RunResult:
     path: Path
     metrics: dict[str, float]
     plots: list[Path] = field(default_factory=list)
-
-
-def launch_rank() -> int:
-    """This process's global rank as the launcher set it before any process group exists: 0 for the
-    process a user started; > 0 for the processes Lightning's DDP launcher starts (LOCAL_RANK), torchrun
-    (RANK), other nodes (NODE_RANK) and SLURM tasks (SLURM_PROCID)."""
-    for key in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK"):
-        value = os.environ.get(key, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 0
 
 
 @dataclass
