@@ -27,18 +27,20 @@ CLASSES = ("ant", "bee", "cat", "dog")
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """train/ (8 per class) and test/ (2 per class) folders of 32-px PNG and JPEG images: 40 in all, each a
-    class colour plus noise."""
+    """train/ (8 per class), val/ (2) and test/ (2) folders of PNG and JPEG images of mixed sizes and aspect
+    ratios (24-48 px a side, brought to 32 px by the streaming pipeline): 48 in all, each a class colour plus
+    noise."""
     from PIL import Image
 
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("test", 2)):
+    for split, count in (("train", 8), ("val", 2), ("test", 2)):
         for k, name in enumerate(CLASSES):
             (root / split / name).mkdir(parents=True)
             for i in range(count):
                 colour = np.array([60 * k, 255 - 60 * k, 120], dtype=np.float64)
-                pixels = np.clip(colour + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+                height, width = (int(v) for v in rng.integers(24, 49, size=2))
+                pixels = np.clip(colour + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
                 suffix = "jpg" if i % 2 else "png"
                 Image.fromarray(pixels, mode="RGB").save(root / split / name / f"{i}.{suffix}")
     return root
@@ -46,7 +48,7 @@ def folder(tmp_path_factory) -> Path:
 
 def _fast(folder: Path) -> list[str]:
     return ["--dataset", "imagefolder", "--data-dir", str(folder), "--batch-size", "16", "--embedding-dim", "8",
-            "--set", "tsne=false", "--set", "val_fraction=0", "--set", "augment=false", "--no-progress", "--no-plots"]
+            "--set", "tsne=false", "--set", "image_size=32", "--set", "augment=false", "--no-progress", "--no-plots"]
 
 
 class StopAfterFirstEpoch(L.Callback):
