@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "featspace"
 #: top-level part of featspace -> its layer; a part imports only from parts of a layer <= its own
 LAYERS = {
     "__init__": 0, "registry": 0, "io": 0, "signals": 0, "heads": 0, "functional": 0, "pedcc": 0, "distributed": 0,
+    "timing": 0,
     "data": 1, "models": 1, "metrics": 1,
     "config": 2, "suite": 2, "rundir": 2,
     "train": 3,

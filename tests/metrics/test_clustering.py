@@ -131,3 +131,45 @@ def test_bad_input_raises():
         cluster_validity(x, y[:-1])
     with pytest.raises(ValueError):
         cluster_validity(x, y, max_samples=1)
+
+
+@pytest.mark.parametrize("case", ["blocks", "sparse_labels", "singleton", "duplicates", "collapsed", "float32",
+                                  "wide"])
+def test_silhouette_equals_scikit_learns(case):
+    from sklearn.metrics import silhouette_score as sklearn_silhouette
+
+    from featspace.metrics.clustering import silhouette_score
+
+    x, y = _data(n=90, d=20 if case == "wide" else 4, c=4, seed=2, spread=1.5)
+    if case == "sparse_labels":
+        y = np.array([3, 7, 9, 40])[y]  # labels need not be 0..C-1
+    elif case == "singleton":
+        y = y.copy()
+        y[0] = 9  # a class of one: s = 0 for it
+    elif case == "duplicates":
+        x = np.concatenate([x, x[:10]])
+        y = np.concatenate([y, y[:10]])
+    elif case == "collapsed":
+        x = np.zeros_like(x)  # a = b = 0 everywhere
+    elif case == "float32":
+        x = x.astype(np.float32)
+    expected = sklearn_silhouette(x, y, metric="euclidean")
+    if case in ("duplicates", "float32"):
+        # scikit-learn's own distances are off here (the expansion's rounding at coincident points, float32
+        # arithmetic), by ~1e-8: the literal transcription is the reference, scikit-learn's number is close
+        assert silhouette_score(x, y) == pytest.approx(expected, rel=1e-6)
+        expected = reference_silhouette(x.astype(np.float64), y)
+    # blocks of 3 rows exercise the row loop; the default takes all 90 rows at once
+    for entries in (3 * len(x), 4_000_000):
+        assert silhouette_score(x, y, max_block_entries=entries) == pytest.approx(expected, rel=1e-12, abs=1e-14)
+    if case == "singleton":
+        assert silhouette_score(x, y) == pytest.approx(reference_silhouette(x, y), rel=1e-10)
+
+
+def test_silhouette_needs_two_to_n_minus_one_classes():
+    from featspace.metrics.clustering import silhouette_score
+
+    x, _ = _data(n=6)
+    for labels in (np.zeros(6, dtype=np.int64), np.arange(6)):
+        with pytest.raises(ValueError, match="2 to N - 1 classes"):
+            silhouette_score(x, labels)

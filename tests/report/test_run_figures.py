@@ -68,3 +68,11 @@ def test_tsne_follows_the_argument_over_the_runs_setting(tmp_path):
     head = heads.build("softmax", 2, 3)
     written = draw_run_figures(_run(tmp_path, head, tsne=True).path, tsne=False)
     assert "tsne.png" not in {p.name for p in written} and "embeddings.png" in {p.name for p in written}
+
+
+def test_timings_name_every_figure_drawn(tmp_path):
+    head = heads.build("softmax", 2, 3)
+    timings: dict[str, float] = {}
+    written = draw_run_figures(_run(tmp_path, head, tsne=True).path, timings=timings)
+    assert set(timings) == {p.name for p in written} | {"read files"}
+    assert all(seconds >= 0 for seconds in timings.values())

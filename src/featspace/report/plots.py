@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -257,18 +259,21 @@ def plot_centroid_history(
     rows = math.ceil(panels.size / columns)
     fig = Figure(figsize=(3.1 * columns + (1.6 if num_classes > _WIDE_LEGEND else 0.4), 3.1 * rows + 1.0),
                  layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
+    # small tick labels through the rc settings the axes are made with: tick_params on each of ten shared
+    # axes rebuilt their ticks again and again (most of this figure's second)
+    with rc_context({"xtick.labelsize": 7, "ytick.labelsize": 7}):
+        axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     for ax, e in zip(axes.flat, panels):
         if points[e] is not None:
             _draw_classes(ax, points[e][0], points[e][1], colors, names, size=_point_size(points[e][0].shape[0]) / 3)
-        for k in range(num_classes):
-            ax.plot(h[: e + 1, k, 0], h[: e + 1, k, 1], color=colors[k], linewidth=0.9, alpha=0.7)
+        # every centroid's path so far, one collection per panel rather than a line per class
+        ax.add_collection(LineCollection([h[: e + 1, k] for k in range(num_classes)], colors=colors[:num_classes],
+                                         linewidths=0.9, alpha=0.7))
         _draw_centroids(ax, h[e], colors, size=90.0)
         ax.set_title(f"epoch {epoch_numbers[e]}", fontsize=10)
         ax.set_xlim(low[0] - pad[0], high[0] + pad[0])
         ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
         ax.grid(alpha=0.25)
-        ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[panels.size:]:
         ax.set_visible(False)
     xlabel, ylabel = _axis_labels(dim, ratio)
@@ -283,16 +288,28 @@ def plot_centroid_history(
     return _save(fig, path)
 
 
+#: openTSNE's schedule in featspace: early-exaggeration iterations, then the plain ones (openTSNE's defaults are
+#: 250 + 500). benchmarks/tsne.py scores both against one exact affinity matrix: the shorter exaggeration phase
+#: reaches the same KL divergence (within the spread over seeds); 125 + 375 did not (about 1% higher)
+TSNE_ITERATIONS = (125, 500)
+#: up to this many points the neighbours behind the affinities are found exactly (brute force costs less than
+#: building Annoy's index for a few thousand points, and the affinities are then the exact ones)
+TSNE_EXACT_NEIGHBOURS = 10_000
+
+
 def tsne_projection(x: np.ndarray, *, dim: int = 2, metric: str = "cosine", seed: int = 0, perplexity: float = 30.0,
-                    method: str = "auto") -> tuple[np.ndarray, float]:
+                    method: str = "auto", iterations: tuple[int, int] = TSNE_ITERATIONS,
+                    neighbors: str = "auto") -> tuple[np.ndarray, float]:
     """t-SNE of ``x`` [N, d] into ``dim`` dimensions; returns (points [N, dim], the final KL divergence).
 
-    ``method``: ``"opentsne"`` (openTSNE's Barnes–Hut gradient, PCA initialisation, 250 early-exaggeration + 500
-    iterations, both cores), ``"sklearn"`` (``sklearn.manifold.TSNE``, PCA initialisation, 1000 iterations) or
-    ``"auto"``: openTSNE where it is installed (the ``train`` extra installs it), else scikit-learn. Both
-    minimise the same objective with the same perplexity and metric; ``benchmarks/tsne.py`` measures the two on
-    the same points: openTSNE reaches an equal or lower KL divergence in a fraction of the time (its table is in
-    the README). ``perplexity`` is lowered to (N − 1)/3 for tiny sets, as both require."""
+    ``method``: ``"opentsne"`` (openTSNE's Barnes–Hut gradient, PCA initialisation, ``iterations``
+    early-exaggeration + plain iterations, every core; ``neighbors`` "exact", "annoy" or "auto": exact up to
+    ``TSNE_EXACT_NEIGHBOURS`` points, Annoy's index beyond), ``"sklearn"`` (``sklearn.manifold.TSNE``, PCA
+    initialisation, 1000 iterations) or ``"auto"``: openTSNE where it is installed (the ``train`` extra installs
+    it), else scikit-learn. Both minimise the same objective with the same perplexity and metric;
+    ``benchmarks/tsne.py`` scores them on the same points against one exact affinity matrix (its table is in the
+    README). ``perplexity`` is lowered to (N − 1)/3 for tiny sets, as both require. The returned KL divergence is
+    each method's own, against its own affinities."""
     if method not in ("auto", "opentsne", "sklearn"):
         raise ValueError(f"method must be auto, opentsne or sklearn, got {method!r}")
     perplexity = min(perplexity, (x.shape[0] - 1) / 3)
@@ -303,10 +320,16 @@ def tsne_projection(x: np.ndarray, *, dim: int = 2, metric: str = "cosine", seed
             if method == "opentsne":
                 raise
         else:
-            # Barnes-Hut: for a few thousand points faster than the FFT interpolation, and the only one for 3-D
-            embedding = openTSNE.TSNE(n_components=dim, metric=metric, perplexity=perplexity, initialization="pca",
-                                      random_state=seed, n_jobs=os.cpu_count() or 1,
-                                      negative_gradient_method="bh").fit(np.ascontiguousarray(x, dtype=np.float64))
+            early, plain = iterations
+            if neighbors == "auto":
+                neighbors = "exact" if x.shape[0] <= TSNE_EXACT_NEIGHBOURS else "annoy"
+            # Barnes-Hut: for a few thousand points faster than the FFT interpolation here (3000 points: 25 s
+            # against 7 s), and the only one for 3-D
+            embedding = openTSNE.TSNE(
+                n_components=dim, metric=metric, perplexity=perplexity, initialization="pca", random_state=seed,
+                n_jobs=os.cpu_count() or 1, negative_gradient_method="bh", early_exaggeration_iter=early,
+                n_iter=plain, neighbors=neighbors,
+            ).fit(np.ascontiguousarray(x, dtype=np.float64))
             return np.asarray(embedding), float(embedding.kl_divergence)
     from sklearn.manifold import TSNE
 
@@ -396,7 +419,8 @@ def plot_angle_histograms(separation: AngularSeparation | Any, path: str | os.Pa
          "negative (different classes)"),
     ):
         label = f"{kind}: {count:,}{sample_note} pairs" + (f", mean {mean:.1f}°" if math.isfinite(mean) else "")
-        ax.bar(edges[:-1], hist, width=widths, align="edge", color=color, alpha=0.45, linewidth=0)
+        # one filled step patch, not a bar per bin: hundreds of bars took most of this figure's second
+        ax.stairs(hist, edges, fill=True, color=color, alpha=0.45, linewidth=0)
         ax.stairs(hist, edges, color=color, linewidth=1.4, label=label)
         if math.isfinite(mean):
             ax.axvline(mean, color=color, linestyle="--", linewidth=1.0)

@@ -28,6 +28,7 @@ from featspace.functional import class_means
 from featspace.heads.base import Head
 from featspace.metrics import AngularSeparation, evaluate
 from featspace.rundir import RunDir, RunIndex
+from featspace.timing import Stopwatch
 from featspace.train.module import FeatureModule
 from featspace.train.parts import load_trained
 
@@ -157,14 +158,20 @@ def _embedding_arrays(head: Head, train: Embeddings, test: Embeddings, class_nam
 
 
 def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundir: RunDir,
-                      training: dict[str, float]) -> dict[str, float]:
+                      training: dict[str, float], *, timings: dict[str, float] | None = None) -> dict[str, float]:
     """Embed the train and test splits, compute every metric, write the run's evaluation files (module
-    docstring); returns the metrics (``training`` facts included)."""
+    docstring); returns the metrics (``training`` facts included). ``timings``, when given, receives the seconds
+    of each stage ("embed train split", "embed test split", "metrics", "write files";
+    ``benchmarks/post_training.py`` reads them)."""
+    clock = Stopwatch(timings)
     device = next(module.parameters()).device
     train_split = extract(module.backbone, module.head, datamodule.train_eval_dataloader(), device)
+    clock.lap("embed train split")
     test_split = extract(module.backbone, module.head, datamodule.test_dataloader(), device)
+    clock.lap("embed test split")
     details: dict[str, Any] = {}
     metrics = evaluate_model(module.head, train_split, test_split, seed=config.seed, details=details)
+    clock.lap("metrics")
     metrics.update(training)
     paths = getattr(datamodule, "split_paths", None)
     arrays = _embedding_arrays(module.head, train_split, test_split, datamodule.class_names,
@@ -177,6 +184,7 @@ def evaluate_and_save(module: FeatureModule, datamodule: Any, config: Any, rundi
         rundir.write_centroid_history(torch.stack(module.centroid_history).numpy(), module.centroid_source)
     rundir.write_model(datamodule.model_info())
     rundir.write_metrics(metrics)
+    clock.lap("write files")
     return metrics
 
 

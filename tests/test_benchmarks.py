@@ -1,0 +1,58 @@
+"""The benchmarks run end to end on tiny inputs (their numbers are not checked: tests never assert time)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_post_training_times_every_stage_of_a_finished_run(tmp_path):
+    from featspace.train import load_recipe, train
+
+    run = train(load_recipe("digits-demo", ["max_epochs=1", "tsne=false", "embedding_dim=4"]), root=tmp_path,
+                progress=False).path
+    out = tmp_path / "post.json"
+    assert _module("post_training").main(["--run", str(run), "--repeats", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    stages = set(result["cold"])
+    assert {"embed train split", "embed test split", "metrics", "write files", "figure tsne.png",
+            "figure embeddings.png"} <= stages and set(result["warm"]) == stages
+    assert result["total_cold"] == pytest.approx(sum(result["cold"].values()))
+    assert result["ratio_cold"] == pytest.approx(result["total_cold"] / result["meta"]["train_seconds"])
+
+
+def test_tsne_scores_every_method_against_one_exact_affinity_matrix(tmp_path):
+    module = _module("tsne")
+    out = tmp_path / "tsne.json"
+    assert module.main(["--points", "80", "--seeds", "1", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["dim"], r["method"]) for r in rows} == {(d, m) for d in (2, 3) for m in module.METHODS}
+    assert all(r["kl_exact"] > 0 for r in rows)
+
+
+def test_the_exact_kl_is_zero_only_where_q_equals_p():
+    import numpy as np
+
+    module = _module("tsne")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(30, 2))
+    squared = ((y[:, None] - y[None]) ** 2).sum(-1)
+    q = 1 / (1 + squared)
+    np.fill_diagonal(q, 0)
+    q /= q.sum()
+    assert module.kl_divergence(q, y) == pytest.approx(0.0, abs=1e-12)
+    uniform = 1 - np.eye(30)
+    assert module.kl_divergence(uniform / uniform.sum(), y) > 0.1
