@@ -93,9 +93,10 @@ def evaluate(
       low_norm_accuracy, high_norm_accuracy, low_norm_count, high_norm_count, mean_norm   with test_scores
       normalized_dimension_variance
       head_space_<cluster and angular keys>                       with feature_space
-    Undefined values are NaN (``featspace.io.write_json`` writes them as null). 10 000 test embeddings of
-    width 512 (20 000 training ones) took 6 s on two CPU cores (14 s while they were shared with other
-    work), mostly the silhouette and the 2·10⁶ pair angles; a feature_space doubles those two.
+    Undefined values are NaN (``featspace.io.write_json`` writes them as null). Cost: for 10 000 test
+    embeddings of width 2 (60 000 training ones) about 3–4 s on two CPU cores, mostly the two retrieval spaces
+    (``benchmarks/post_training.py`` measures it stage by stage); a feature_space doubles the cluster and
+    angular part.
     """
     train = embeddings_array(train_embeddings, "train_embeddings")
     train_y = labels_array(train_labels, train.shape[0], "train_labels")
