@@ -62,3 +62,26 @@ def test_query_rejects_unknown_columns_and_takes_values_as_parameters(tmp_path):
     index.start(run_id, path, {"head": "x' OR '1'='1"})
     assert index.query(head="nothing' OR '1'='1") == []
     assert len(index.query(head="x' OR '1'='1")) == 1
+
+
+def test_code_version_is_dirty_only_for_the_package_files(tmp_path, monkeypatch):
+    """A README or report edit does not mark a run dirty; an edit of the package's own files does."""
+    import shutil
+
+    from featspace.rundir import index as index_module
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    package = tmp_path / "src" / "featspace"
+    (package / "rundir").mkdir(parents=True)
+    (package / "rundir" / "index.py").write_text("# stand-in\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
+        subprocess.run(git + args, cwd=tmp_path, check=True, capture_output=True)
+    monkeypatch.setattr(index_module, "__file__", str(package / "rundir" / "index.py"))
+    assert not index_module.code_version().endswith(".dirty")
+    (tmp_path / "README.md").write_text("readme, edited while a bench runs\n")
+    assert not index_module.code_version().endswith(".dirty")
+    (package / "rundir" / "index.py").write_text("# stand-in, edited\n")
+    assert index_module.code_version().endswith(".dirty")

@@ -83,15 +83,17 @@ class RunRecord:
 
 
 def code_version() -> str:
-    """The git commit of the featspace source (with ``+dirty`` when it has local changes), else the
-    package version."""
+    """The git commit of the featspace source (with ``+dirty`` when the package's own files — code, recipes,
+    suites — have local changes), else the package version. Edits elsewhere in the checkout (the README, the
+    committed reports under docs/) do not change what a run computes, so they do not mark it dirty: a bench
+    can run while its reading is written."""
     from featspace import __version__
 
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=package,
                                capture_output=True, text=True, timeout=5, check=True).stdout.strip()
         return f"{__version__}+{commit}{'.dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
