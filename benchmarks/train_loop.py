@@ -10,7 +10,10 @@ module, so augmentation and shuffling are identical):
   its checkpoints, history, loggers and per-step logging (validation off on every side: ``val_fraction=0``);
 - ``plain``: the same modules stepped by hand (``zero_grad``, ``backward``, ``step``, scheduler) — what the
   trainer's bookkeeping costs is the ratio of the two;
-- ``plain_linear``: the same backbone under a linear layer + cross-entropy: the floor any head pays.
+- ``plain_linear``: the same backbone under a linear layer + cross-entropy: the floor any head pays;
+- ``lightning_bare``: the same modules, optimiser and schedule in the smallest LightningModule (``training_step``
+  returns the head's loss; no logger, checkpoint, callback or progress bar): Lightning's own per-step loop, the
+  floor of any trainer built on it. featspace against this row is what featspace's bookkeeping costs.
 
 Setups: ``small_cnn`` (28×28 grayscale, the papers' Fashion-MNIST scale, ICV head as in the icv-fashion recipe)
 and ``resnet18_cifar`` (a few hundred 32×32 RGB images, softmax head). The images are synthetic uint8 noise
@@ -22,18 +25,21 @@ Options users expect are extra featspace rows (``--options``): ``compile: true``
 CUDA, ``precision: bf16-mixed``; on CUDA every featspace row already uses pinned memory with non-blocking copies
 (the data module pins when CUDA is present; Lightning copies non-blocking).
 
-Prints a table and writes JSON (``--out``, default ``benchmarks/results/train_loop.json``).
+Prints a table and writes JSON (``--out``, default ``benchmarks/results/train_loop.json``). A run of some setups
+keeps the rows of the others already in ``--out``; every row carries the date it was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -122,6 +128,53 @@ def time_plain(config: TrainConfig, *, linear: bool) -> list[float]:
     return seconds
 
 
+class _Bare(L.LightningModule):
+    """The smallest LightningModule over featspace's parts: the step returns the head's loss, nothing else."""
+
+    def __init__(self, module: FeatureModule) -> None:
+        super().__init__()
+        self.backbone, self.head = module.backbone, module.head
+        self._optimizers = module.configure_optimizers()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return self.head(self.backbone(images), labels).loss
+
+    def configure_optimizers(self) -> dict:
+        return self._optimizers
+
+
+class _EpochClock(L.Callback):
+    """Seconds of each training epoch, as featspace's history measures them (start to end of the epoch)."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda, self.seconds, self._started = cuda, [], 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.seconds.append(time.perf_counter() - self._started)
+
+
+def time_lightning_bare(config: TrainConfig) -> list[float]:
+    """Seconds of each epoch of a bare Lightning fit over the same parts, optimiser, schedule and batches."""
+    torch.manual_seed(config.seed)
+    datamodule, backbone, head = build_parts(config)
+    datamodule.setup("fit")
+    module = FeatureModule(backbone, head, config, steps_per_epoch=len(datamodule.train_dataloader()))
+    clock = _EpochClock(config.accelerator == "gpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = L.Trainer(max_epochs=config.max_epochs, accelerator=config.accelerator, devices=1,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, callbacks=[clock], limit_val_batches=0,
+                            num_sanity_val_steps=0, default_root_dir=tmp)
+        trainer.fit(_Bare(module), train_dataloaders=datamodule.train_dataloader())
+    return clock.seconds
+
+
 class _LinearCE(nn.Module):
     """The floor: a linear classifier and cross-entropy on the embedding."""
 
@@ -146,7 +199,7 @@ def run(setups: list[str], device: str, epochs: int, repeats: int, options: list
     extras = _options(device)
     for setup in setups:
         loops = {"featspace": lambda c: time_featspace(c), "plain": lambda c: time_plain(c, linear=False),
-                 "plain_linear": lambda c: time_plain(c, linear=True)}
+                 "plain_linear": lambda c: time_plain(c, linear=True), "lightning_bare": time_lightning_bare}
         configs = {name: _config(setup, epochs, device, {}) for name in loops}
         for option in options:
             if option in extras:
@@ -177,6 +230,18 @@ def print_table(rows: list[dict]) -> None:
               f"{row['ratio_to_plain']:>8.3f} {row['first_epoch_seconds']:>12.3f}")
 
 
+def _kept_rows(out: Path, rows: list[dict]) -> list[dict]:
+    """The rows of an earlier ``out`` for the (setup, device) pairs this run did not measure, each with its
+    own date: rerunning one setup keeps the others' measurements. Ratios never mix runs — every row's
+    ``ratio_to_plain`` is against the plain loop of its own run."""
+    if not out.exists():
+        return []
+    earlier = json.loads(out.read_text(encoding="utf-8"))
+    measured = {(row["setup"], row["device"]) for row in rows}
+    return [{"date": earlier.get("meta", {}).get("date"), **row} for row in earlier.get("rows", [])
+            if (row["setup"], row["device"]) not in measured]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
@@ -190,15 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     fitting.quiet_lightning()
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    date = time.strftime("%Y-%m-%d")
     rows = []
     for device in devices:
-        rows += run(args.setups, device, args.epochs, args.repeats, args.options)
+        rows += [{**row, "date": date} for row in run(args.setups, device, args.epochs, args.repeats, args.options)]
     print_table(rows)
     meta = {"torch": torch.__version__, "featspace": __version__, "machine": platform.machine(),
             "processor": platform.processor(), "threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d"), "epochs": args.epochs}
-    write_json(args.out, {"meta": meta, "rows": rows})
+            "date": date, "epochs": args.epochs}
+    write_json(args.out, {"meta": meta, "rows": _kept_rows(args.out, rows) + rows})
     print(f"wrote {args.out}")
     return 0
 

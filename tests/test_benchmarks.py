@@ -56,3 +56,27 @@ def test_the_exact_kl_is_zero_only_where_q_equals_p():
     assert module.kl_divergence(q, y) == pytest.approx(0.0, abs=1e-12)
     uniform = 1 - np.eye(30)
     assert module.kl_divergence(uniform / uniform.sum(), y) > 0.1
+
+
+@pytest.mark.slow
+def test_train_loop_times_every_loop_on_the_same_batches(tmp_path, monkeypatch):
+    module = _module("train_loop")
+    shape, classes, overrides = module.SETUPS["small_cnn"]
+    # a tiny data set under a fresh name (the registry is process-wide), the small CNN's settings otherwise
+    monkeypatch.setattr(module, "SETUPS", {"tiny_cnn": ((96, 1, 28, 28), classes, {**overrides, "batch_size": 32})})
+    out = tmp_path / "loop.json"
+    assert module.main(["--setups", "tiny_cnn", "--epochs", "2", "--repeats", "1", "--options", "channels_last",
+                        "--device", "cpu", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["loop"] for r in rows] == ["featspace", "plain", "plain_linear", "lightning_bare",
+                                         "featspace+channels_last"]
+    assert all(len(r["steady_epochs"]) == 1 and r["seconds_per_epoch"] > 0 for r in rows)
+    assert next(r for r in rows if r["loop"] == "plain")["ratio_to_plain"] == 1.0
+    # a rerun of one setup keeps the rows of the others, with their own dates
+    earlier = {"meta": {"date": "2026-01-01"}, "rows": [{"setup": "other", "device": "cpu", "loop": "plain"}]}
+    out.write_text(json.dumps(earlier))
+    assert module.main(["--setups", "tiny_cnn", "--epochs", "2", "--repeats", "1", "--options", "--device", "cpu",
+                        "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0] == {"setup": "other", "device": "cpu", "loop": "plain", "date": "2026-01-01"}
+    assert [r["setup"] for r in rows[1:]] == ["tiny_cnn"] * 4
