@@ -43,9 +43,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from featspace import __version__, data
 from featspace.config import TrainConfig, apply_overrides
+from featspace.data.module import DataModule
 from featspace.io import write_json
 from featspace.rundir import RunDir
 from featspace.train import fit as fitting
@@ -97,16 +99,22 @@ def time_featspace(config: TrainConfig) -> list[float]:
         return [row["epoch_seconds"] for row in read_history(rundir.history)]
 
 
-def time_plain(config: TrainConfig, *, linear: bool) -> list[float]:
-    """Seconds of a hand-written loop over the same parts, optimiser, schedule and batches."""
+def _parts(config: TrainConfig) -> tuple[DataModule, DataLoader, FeatureModule]:
+    """The data module, its training loader and a FeatureModule over the config's parts, as ``fit`` builds
+    them (same seed, so the same initial weights), for the loops that step them outside featspace's fit."""
     torch.manual_seed(config.seed)
     datamodule, backbone, head = build_parts(config)
     datamodule.setup("fit")
-    device = torch.device("cuda" if config.accelerator == "gpu" else "cpu")
     loader = datamodule.train_dataloader()
-    module = FeatureModule(backbone, head, config, steps_per_epoch=len(loader))
+    return datamodule, loader, FeatureModule(backbone, head, config, steps_per_epoch=len(loader))
+
+
+def time_plain(config: TrainConfig, *, linear: bool) -> list[float]:
+    """Seconds of a hand-written loop over the same parts, optimiser, schedule and batches."""
+    datamodule, loader, module = _parts(config)
+    device = torch.device("cuda" if config.accelerator == "gpu" else "cpu")
     if linear:
-        module.head = _LinearCE(backbone.embedding_dim, datamodule.num_classes)
+        module.head = _LinearCE(module.backbone.embedding_dim, datamodule.num_classes)
     module.to(device).train()
     setup = module.configure_optimizers()
     optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
@@ -161,17 +169,14 @@ class _EpochClock(L.Callback):
 
 def time_lightning_bare(config: TrainConfig) -> list[float]:
     """Seconds of each epoch of a bare Lightning fit over the same parts, optimiser, schedule and batches."""
-    torch.manual_seed(config.seed)
-    datamodule, backbone, head = build_parts(config)
-    datamodule.setup("fit")
-    module = FeatureModule(backbone, head, config, steps_per_epoch=len(datamodule.train_dataloader()))
+    _, loader, module = _parts(config)
     clock = _EpochClock(config.accelerator == "gpu")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = L.Trainer(max_epochs=config.max_epochs, accelerator=config.accelerator, devices=1,
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, callbacks=[clock], limit_val_batches=0,
                             num_sanity_val_steps=0, default_root_dir=tmp)
-        trainer.fit(_Bare(module), train_dataloaders=datamodule.train_dataloader())
+        trainer.fit(_Bare(module), train_dataloaders=loader)
     return clock.seconds
 
 
