@@ -191,3 +191,21 @@ def test_fashion_split_uses_classes_0_to_4_as_base():
     assert split.test.class_names == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert len(split.train) == 27000 and len(split.val) == 3000 and len(split.base_test) == 5000
     assert torch.bincount(split.test.labels).tolist() == [1000] * 5
+
+
+def test_fewshot_fashion_base_classes_find_debian_fashion_mnist_with_no_data_folder(tmp_path, monkeypatch):
+    # the training path loads fewshot_fashion through featspace.data.load, which defaults data_dir to ./data;
+    # on a fresh checkout ./data does not exist and Debian's copy must still be found (a bench failed here)
+    from featspace import data
+    from featspace.data import datasets as fds
+    from tests.data import formats
+
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    formats.write_mnist(debian, n_train=200, n_test=50, gz=True)  # 20 a class: every class in the 10 % validation
+    monkeypatch.setattr(fds, "DEBIAN_FASHION_MNIST_DIR", debian)
+    monkeypatch.delenv(fds.DATA_DIR_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    bundle = data.load("fewshot_fashion")
+    assert bundle.num_classes == 5 and bundle.source == str(debian)
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        data.load("fewshot_fashion", data_dir=tmp_path / "typo")  # an explicit folder is still never skipped

@@ -571,7 +571,10 @@ def _register_base_classes(split: str) -> None:
     def load_base_classes(root: Path, download: bool = False, image_size: int | None = None) -> DatasetBundle:
         if download:
             raise ValueError(f"few-shot split {split!r} cannot be downloaded by featspace; see its description")
-        return load_bundle(split, data_dir=root, image_size=image_size)
+        # featspace.data.load hands every loader a root, its default ./data when the caller gave none, and it
+        # has already refused an explicit data_dir that does not exist; so a missing root here is the default,
+        # and passing it on as explicit would stop the split's own fallbacks (Debian's Fashion-MNIST)
+        return load_bundle(split, data_dir=root if root.is_dir() else None, image_size=image_size)
 
     DATASETS.register(DATASET_PREFIX + split, description=f"few-shot base classes: {describe(split)}")(
         load_base_classes)
