@@ -10,8 +10,11 @@ import torch
 from PIL import Image
 
 from featspace.data import DatasetNotFoundError
+from featspace.data import datasets as fds
 from featspace.data import fewshot_splits as splits
+from featspace.data import load as load_dataset
 from featspace.data.fewshot_splits import cub_split_of_class, load_bundle, load_split, split_for_dataset
+from tests.data import formats
 
 
 def _image(path, value, size=(10, 12), fmt=None):
@@ -196,16 +199,12 @@ def test_fashion_split_uses_classes_0_to_4_as_base():
 def test_fewshot_fashion_base_classes_find_debian_fashion_mnist_with_no_data_folder(tmp_path, monkeypatch):
     # the training path loads fewshot_fashion through featspace.data.load, which defaults data_dir to ./data;
     # on a fresh checkout ./data does not exist and Debian's copy must still be found (a bench failed here)
-    from featspace import data
-    from featspace.data import datasets as fds
-    from tests.data import formats
-
     debian = tmp_path / "usr-share-datasets-fashion-mnist"
     formats.write_mnist(debian, n_train=200, n_test=50, gz=True)  # 20 a class: every class in the 10 % validation
     monkeypatch.setattr(fds, "DEBIAN_FASHION_MNIST_DIR", debian)
     monkeypatch.delenv(fds.DATA_DIR_ENV, raising=False)
     monkeypatch.chdir(tmp_path)  # no ./data here
-    bundle = data.load("fewshot_fashion")
+    bundle = load_dataset("fewshot_fashion")
     assert bundle.num_classes == 5 and bundle.source == str(debian)
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        data.load("fewshot_fashion", data_dir=tmp_path / "typo")  # an explicit folder is still never skipped
+        load_dataset("fewshot_fashion", data_dir=tmp_path / "typo")  # an explicit folder is still never skipped
